@@ -1,0 +1,161 @@
+"""``t2i-bench``: a thin command line over the ``bench`` library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+
+from bench.errors import UserError
+
+EPILOG = """examples:
+  t2i-bench prompts list
+  t2i-bench prompts show drawbench --category Colors --limit 5
+  t2i-bench generate --prompts drawbench --per-category 1 --guidance 1,7.5 --steps 10 --out runs/demo
+  t2i-bench generate --model runwayml/stable-diffusion-v1-5 --prompts parti --dtype float16 --out runs/sd15-parti
+  t2i-bench import my_dalle_images/ --prompts my_prompts.csv --model-name dall-e-3 --out runs/dalle3
+"""
+
+GENERATE_EPILOG = """examples:
+  # the built-in model (tiny-random: its images are noise until the built-in world ships)
+  t2i-bench generate --prompts drawbench --per-category 1 --guidance 1,3,7.5 --out runs/demo
+  # any diffusers model: hub id (from the HF cache offline), local folder, or single file
+  t2i-bench generate --model stabilityai/stable-diffusion-2-1 --prompts drawbench --dtype float16 --out runs/sd21
+  t2i-bench generate --model ./my-pipeline --prompts prompts.txt --images-per-prompt 4 --scheduler dpm++ --out runs/mine
+  # the original Ho & Salimans convention (w=0 is unguided) instead of diffusers' (w=1)
+  t2i-bench generate --guidance 0,2,6.5 --guidance-formulation ho-salimans --out runs/hs
+
+Re-running the same command resumes an interrupted run; a run directory made with
+other settings is refused.
+"""
+
+IMPORT_EPILOG = """examples:
+  # images named <prompt id>.png or <prompt id>_<k>.png, ids from the prompt file
+  t2i-bench import outputs/ --prompts prompts.jsonl --model-name imagen --out runs/imagen
+  # or a CSV with 'file' and 'prompt' columns naming each image
+  t2i-bench import outputs/ --prompts files_and_prompts.csv --model-name dall-e-3 --out runs/dalle3
+"""
+
+
+def parse_float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers (e.g. 1,3,7.5)")
+
+
+def add_generate_parser(sub) -> None:
+    from bench.models.loader import DEFAULT_MODEL, DTYPES
+    from bench.runspec import GUIDANCE_FORMULATIONS, SCHEDULER_ALIASES
+
+    p = sub.add_parser("generate", help="generate images for a prompt set into a run directory",
+                       epilog=GENERATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id, local pipeline dir, single-file checkpoint, or built-in (default {DEFAULT_MODEL})")
+    p.add_argument("--prompts", default="drawbench", help="prompt set name or file (.yaml/.txt/.csv/.tsv/.jsonl)")
+    p.add_argument("--category", action="append", default=[], help="keep only this category (repeatable)")
+    p.add_argument("--per-category", type=int, help="first N prompts of each category")
+    p.add_argument("--guidance", type=parse_float_list, default=(7.5,), help="comma-separated guidance scales (default 7.5)")
+    p.add_argument("--guidance-formulation", default="cfg", choices=list(GUIDANCE_FORMULATIONS))
+    p.add_argument("--images-per-prompt", type=int, default=1)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--scheduler", help=f"{', '.join(SCHEDULER_ALIASES)} or a diffusers class name (default: the model's)")
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--out", required=True, help="run directory to write (or resume)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run_generate)
+
+
+def run_generate(args) -> int:
+    from bench.generate import generate
+    from bench.runspec import RunSpec
+
+    spec = RunSpec(
+        out=args.out, model=args.model, prompts=args.prompts, categories=tuple(args.category),
+        per_category=args.per_category, guidance=args.guidance, guidance_formulation=args.guidance_formulation,
+        images_per_prompt=args.images_per_prompt, steps=args.steps, scheduler=args.scheduler, dtype=args.dtype,
+        device=args.device, batch_size=args.batch_size, seed=args.seed, height=args.height, width=args.width,
+        negative_prompt=args.negative_prompt,
+    )
+    result = generate(spec, progress=not args.no_progress)
+    rate = result.n_generated / result.seconds if result.seconds > 0 and result.n_generated else 0.0
+    print(f"run: {result.run_dir}  ({result.n_images} images, {result.n_generated} generated now"
+          + (f", {rate:.2f} img/s" if rate else "") + ")")
+    return 0
+
+
+def add_import_parser(sub) -> None:
+    p = sub.add_parser("import", help="turn a folder of images + a prompt file into a run directory",
+                       epilog=IMPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", help="folder of images (png, jpg, webp, ...)")
+    p.add_argument("--prompts", required=True, help="prompt file or set name whose ids or 'file' column name the images")
+    p.add_argument("--model-name", required=True, help="what made the images (recorded in the manifest)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.set_defaults(func=run_import)
+
+
+def run_import(args) -> int:
+    from bench.importer import import_images
+
+    result = import_images(args.images, args.prompts, args.model_name, args.out)
+    print(f"run: {result.run_dir}  ({result.n_images} images for {result.n_prompts} prompts)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench.cli_prompts import add_prompts_parser
+
+    parser = argparse.ArgumentParser(
+        prog="t2i-bench", description="Benchmark text-to-image models: prompt sets, generation, run directories.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_prompts_parser(sub)
+    add_generate_parser(sub)
+    add_import_parser(sub)
+    return parser
+
+
+class _StderrHandler(logging.Handler):
+    """Library warnings as 'warning: ...' lines on the *current* sys.stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
+def setup_cli_output() -> None:
+    logger = logging.getLogger("t2i_audit")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler(logging.WARNING))
+        logger.propagate = False
+    # Deprecation chatter from dependencies is not something a user can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def run_cli(parser: argparse.ArgumentParser, argv=None) -> int:
+    """Parse, run, and turn a UserError into one line on stderr with exit code 2."""
+    setup_cli_output()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def main(argv=None) -> int:
+    return run_cli(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""One loader for every kind of model reference.
+
+A model reference is one of:
+
+* ``builtin:tiny-random`` (alias ``tiny-random``): the seeded random pipeline of
+  ``bench.models.tiny``, built once into the user cache.  Its images are noise.
+* a local directory holding a diffusers pipeline (``model_index.json``);
+* a single-file checkpoint (``.safetensors`` / ``.ckpt``), loaded with
+  ``StableDiffusionPipeline.from_single_file``;
+* a Hugging Face hub id (``org/name``), resolved through the local cache (and
+  downloaded only when ``HF_HUB_OFFLINE`` is not set).
+
+Every reference is first resolved to a local directory or file, then loaded with
+the same ``from_pretrained`` call, so the built-in models exercise the code path
+that real models take.  Every failure a user can fix is a one-line ``UserError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.cache import cache_dir, cached_sha256_file
+from bench.errors import UserError
+
+BUILTIN_ALIASES = {"tiny-random": "builtin:tiny-random", "builtin:tiny-random": "builtin:tiny-random"}
+DEFAULT_MODEL = "builtin:tiny-random"
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx")
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    ref: str          # what the user typed (normalised for built-ins)
+    kind: str         # builtin | local | single_file | hub
+    path: Path        # local directory or file that holds the weights
+
+
+def _looks_like_path(ref: str) -> bool:
+    return (
+        ref.startswith((".", "/", "~"))
+        or ref.endswith(SINGLE_FILE_SUFFIXES)
+        or ref.count("/") > 1
+        or os.sep == "\\" and "\\" in ref
+    )
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def resolve_model(ref: str) -> ResolvedModel:
+    """Turn a model reference into a local path, or raise a one-line UserError."""
+    if ref in BUILTIN_ALIASES:
+        from bench.models.tiny import ensure_tiny_pipeline_dir
+
+        return ResolvedModel(BUILTIN_ALIASES[ref], "builtin", ensure_tiny_pipeline_dir(cache_dir() / "models"))
+    if ref.startswith("builtin:"):
+        raise UserError(f"unknown built-in model '{ref}'; available: {', '.join(sorted(set(BUILTIN_ALIASES.values())))}")
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").exists():
+            raise UserError(
+                f"'{ref}' is a directory but not a diffusers pipeline (no model_index.json); "
+                "pass a folder written by save_pretrained, or a single .safetensors checkpoint"
+            )
+        return ResolvedModel(ref, "local", path.resolve())
+    if path.is_file():
+        if path.suffix not in SINGLE_FILE_SUFFIXES:
+            raise UserError(f"'{ref}' is a file but not a checkpoint; expected one of {', '.join(SINGLE_FILE_SUFFIXES)}")
+        return ResolvedModel(ref, "single_file", path.resolve())
+    if _looks_like_path(ref):
+        raise UserError(f"model path '{ref}' does not exist; check the path, or pass a hub id such as 'org/model'")
+    return ResolvedModel(ref, "hub", _download_hub_pipeline(ref))
+
+
+def _download_hub_pipeline(repo_id: str) -> Path:
+    from diffusers import DiffusionPipeline
+
+    offline = hub_offline()
+    try:
+        return Path(DiffusionPipeline.download(repo_id, local_files_only=offline))
+    except Exception as exc:  # hub errors come in many classes; all mean "not available"
+        from huggingface_hub import constants
+
+        if offline:
+            raise UserError(
+                f"model '{repo_id}' is not available offline: it is not in the Hugging Face cache "
+                f"({constants.HF_HUB_CACHE}); run `hf download {repo_id}` where there is internet "
+                "and copy the cache here, or pass a local pipeline directory"
+            ) from exc
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"could not fetch model '{repo_id}' from the hub: {first_line}") from exc
+
+
+def weights_sha256(resolved: ResolvedModel) -> str:
+    """A digest over every weight and config file, so results name the exact weights."""
+    root = resolved.path
+    files = [root] if root.is_file() else sorted(
+        p for p in root.rglob("*") if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.suffix == ".json")
+    )
+    h = hashlib.sha256()
+    for f in files:
+        rel = f.name if root.is_file() else f.relative_to(root).as_posix()
+        h.update(f"{rel}\0{cached_sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name not in DTYPES:
+        raise UserError(f"unknown dtype '{name}'; use one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+def pick_device(name: str = "auto") -> str:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    kind = name.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' is not available (no CUDA GPU found); use --device auto or cpu")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError(f"device '{name}' is not available (no Apple MPS); use --device auto or cpu")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise UserError(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
+def load_pipeline(resolved: ResolvedModel, dtype: str = "float32", device: str = "cpu"):
+    """Load a text-to-image pipeline from a resolved reference onto ``device``."""
+    from diffusers import DiffusionPipeline, StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    if dtype == "float16" and device == "cpu":
+        raise UserError("float16 is not supported for generation on the CPU; use --dtype float32 (or bfloat16)")
+    # Our own messages replace diffusers' per-batch warnings (e.g. truncation).
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    kwargs = {"torch_dtype": torch_dtype(dtype)}
+    try:
+        if resolved.kind == "single_file":
+            pipe = StableDiffusionPipeline.from_single_file(str(resolved.path), **kwargs)
+        else:
+            pipe = DiffusionPipeline.from_pretrained(str(resolved.path), **kwargs)
+    except UserError:
+        raise
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        hint = (
+            "a single-file checkpoint needs its diffusers config in the HF cache when offline; "
+            "convert it with save_pretrained on a machine with internet"
+            if resolved.kind == "single_file" else "check that the folder is a complete diffusers pipeline"
+        )
+        raise UserError(f"could not load model '{resolved.ref}': {first_line}; {hint}") from exc
+    if not hasattr(pipe, "tokenizer") or getattr(pipe, "tokenizer", None) is None:
+        raise UserError(f"model '{resolved.ref}' ({type(pipe).__name__}) has no text tokenizer; it is not a text-to-image pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

@@ -1,0 +1,1 @@
+"""Streamlit dashboard. Reads run directories only; never imports torch."""

@@ -1,0 +1,151 @@
+"""The "Runs" page: pick a run, read its manifest, browse its images.
+
+All user-supplied text (prompts, categories, paths, manifest values) goes
+through ``escape_markdown`` or widgets that escape it themselves (``st.json``,
+``st.code``), because Streamlit renders captions and table cells as Markdown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import runs as R
+
+PER_PAGE = 48  # images per grid page; keeps big runs fast
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_samples(run_dir: str, stamp: tuple[int, int]) -> tuple[pd.DataFrame | None, str | None]:
+    """``runs.load_samples`` cached per (run, samples.parquet mtime and size)."""
+    return R.load_samples(Path(run_dir))
+
+
+def load_samples_cached(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """Samples of a run, re-read only when samples.parquet changes (images re-checked too)."""
+    try:
+        stat = (run_dir / R.SAMPLES).stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = (0, 0)
+    samples, error = _cached_samples(str(run_dir), stamp)
+    if samples is not None:  # images may have appeared since the cache was filled
+        samples = samples.copy()
+        samples["exists"] = [bool(p) and Path(p).is_file() for p in samples["abs_path"]]
+    return samples, error
+
+
+def render(root: Path) -> None:
+    """Draw the Runs page for the runs under ``root``."""
+    runs = R.discover_runs(root)
+    st.sidebar.caption(f"Runs root: {R.escape_markdown(root)}")
+    if not runs:
+        _render_no_runs(root)
+        return
+
+    labels = {run.name: run.label for run in runs}
+    with st.sidebar:
+        name = st.selectbox("Run", list(labels), format_func=labels.get, key="run")
+    run = next(r for r in runs if r.name == name)
+
+    st.title(R.escape_markdown(run.name))
+    manifest, error = R.load_manifest(run.path)
+    if error:
+        st.error(f"This run cannot be shown: {R.escape_markdown(error)}")
+        return
+
+    samples, samples_error = load_samples_cached(run.path)
+    summary, _ = R.load_summary(run.path)
+    problems = R.run_problems(manifest, samples, samples_error)
+    if problems:
+        st.warning("**Incomplete run**\n\n" + "\n".join(f"- {R.escape_markdown(p)}" for p in problems))
+
+    n_images = len(samples) if samples is not None else (summary or {}).get("n_images")
+    facts = R.manifest_facts(manifest, n_images)
+    half = (len(facts) + 1) // 2
+    left, right = st.columns(2)
+    left.table(R.fact_table(facts[:half]), hide_header=True)
+    right.table(R.fact_table(facts[half:]), hide_header=True)
+    with st.expander("Full manifest"):
+        st.json(manifest, expanded=True)
+    if summary:
+        with st.expander("Summary"):
+            st.json(summary, expanded=True)
+
+    if samples is None or samples.empty:
+        st.info("No images to show yet for this run.")
+        return
+    _render_grid(run.name, samples)
+
+
+def _render_grid(run_name: str, samples: pd.DataFrame) -> None:
+    """Sidebar filters and the paginated image grid for one run's samples."""
+    with st.sidebar:
+        chosen_categories = st.multiselect(
+            "Category",
+            R.categories(samples),
+            key=f"categories::{run_name}",
+            placeholder="All categories",
+        )
+        chosen_guidance = st.multiselect(
+            "Guidance",
+            R.guidance_values(samples),
+            format_func=lambda g: f"{g:g}",
+            key=f"guidance::{run_name}",
+            placeholder="All guidance values",
+        )
+        n_columns = st.slider("Columns", min_value=1, max_value=8, value=4, key="columns")
+
+    shown = R.filter_samples(samples, chosen_categories, chosen_guidance)
+    st.subheader("Images")
+    if shown.empty:
+        st.info("No images match the filters.")
+        return
+
+    n_pages = R.page_count(len(shown), PER_PAGE)
+    page = 1
+    if n_pages > 1:
+        # The key includes the page count so a filter change starts again at page 1.
+        page = int(st.number_input("Page", 1, n_pages, 1, key=f"page::{run_name}::{n_pages}"))
+    on_page = R.page_slice(shown, page, PER_PAGE)
+    first = (page - 1) * PER_PAGE + 1
+    st.caption(
+        f"{len(shown)} of {len(samples)} images match the filters; "
+        f"showing {first}–{first + len(on_page) - 1} (page {page} of {n_pages})."
+    )
+
+    rows = on_page.to_dict("records")
+    for start in range(0, len(rows), n_columns):
+        columns = st.columns(n_columns)
+        for column, row in zip(columns, rows[start : start + n_columns]):
+            with column:
+                _render_image(row)
+
+
+def _render_image(row: dict) -> None:
+    """One grid cell: the image with its caption, or a note when it cannot be shown."""
+    caption = R.escape_markdown(R.caption_text(row))
+    if not row["exists"]:
+        st.warning(f"Image not on disk: {R.escape_markdown(row['path'])}\n\n{caption}")
+        return
+    try:
+        st.image(row["abs_path"], caption=caption, width="stretch")
+    except Exception as exc:  # a damaged file must not take the page down
+        st.error(f"Cannot show {R.escape_markdown(row['path'])}: {R.escape_markdown(exc)}")
+
+
+def _render_no_runs(root: Path) -> None:
+    """Friendly empty state: where we looked and how to make a run."""
+    st.title("t2i-audit dashboard")
+    if not Path(root).is_dir():
+        st.error(f"The runs directory {R.escape_markdown(root)} does not exist.")
+    else:
+        st.info(f"No runs found in {R.escape_markdown(root)} (a run is a folder holding manifest.json).")
+    st.markdown("Create a run, then reload this page:")
+    st.code(
+        "t2i-bench generate --help        # options for a generation run\n"
+        "make demo                        # a small run with the built-in model",
+        language="bash",
+    )

@@ -1,0 +1,367 @@
+"""Tests for the dashboard: run discovery (dashboard.runs), the app, the CLI.
+
+Tiers: pure-function tests; in-process app tests with Streamlit's AppTest;
+a subprocess check that torch is never imported; and one browser test
+(``-m browser``) that serves the real app and drives it in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dashboard import runs as R
+from dashboard.cli import APP_PATH, build_parser, main, streamlit_command
+from dashboard_fixtures import N_IMAGES, SHA, XSS_PROMPT, make_runs_root, write_json
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A runs root with a complete run 'demo', an interrupted 'half-done' and a junk dir."""
+    return make_runs_root(tmp_path)
+
+
+# ------------------------------------------------------------ dashboard.runs
+
+
+def test_discover_lists_runs_newest_first_and_skips_junk(root: Path) -> None:
+    runs = R.discover_runs(root)
+    assert [r.name for r in runs] == ["demo", "half-done"]
+    demo, half = runs
+    assert demo.complete and demo.error is None and demo.label == "demo (complete)"
+    assert not half.complete and half.label == "half-done (incomplete)"
+
+
+def test_discover_missing_root_is_empty(tmp_path: Path) -> None:
+    assert R.discover_runs(tmp_path / "nope") == []
+    assert R.discover_runs(tmp_path) == []
+
+
+def test_discover_falls_back_to_mtime_and_lists_corrupt_manifests(root: Path) -> None:
+    (root / "no-date").mkdir()
+    write_json(root / "no-date" / "manifest.json", {"run": "no-date"})  # no 'created': mtime (now) wins
+    (root / "broken").mkdir()
+    (root / "broken" / "manifest.json").write_text("{not json")
+    os.utime(root / "broken" / "manifest.json", (0, 0))  # oldest
+    runs = R.discover_runs(root)
+    assert [r.name for r in runs] == ["no-date", "demo", "half-done", "broken"]
+    broken = runs[-1]
+    assert broken.error.startswith("manifest.json is not valid JSON") and broken.label == "broken (unreadable)"
+
+
+def test_load_json_errors_are_strings(tmp_path: Path) -> None:
+    assert R.load_json(tmp_path / "x.json") == (None, "x.json is missing")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert R.load_json(tmp_path / "list.json") == (None, "list.json is not a JSON object (found list)")
+
+
+def test_load_samples_adds_paths_and_flags_missing_images(root: Path) -> None:
+    run = root / "demo"
+    (run / "images" / "p000__s000__g1.png").unlink()
+    samples, error = R.load_samples(run)
+    assert error is None and len(samples) == N_IMAGES
+    assert samples["exists"].sum() == N_IMAGES - 1
+    assert all(Path(p).is_absolute() for p in samples["abs_path"])
+    manifest, _ = R.load_manifest(run)
+    assert R.run_problems(manifest, samples, None) == [
+        f"1 of {N_IMAGES} images listed in samples.parquet are missing on disk"
+    ]
+
+
+def test_load_samples_missing_corrupt_and_unsafe(root: Path) -> None:
+    samples, error = R.load_samples(root / "half-done")
+    assert samples is None and error.startswith("samples.parquet is missing")
+    manifest, _ = R.load_manifest(root / "half-done")
+    problems = R.run_problems(manifest, None, error)
+    assert len(problems) == 2 and "does not mark this run complete" in problems[0]
+
+    (root / "half-done" / "samples.parquet").write_bytes(b"PAR1 garbage")
+    samples, error = R.load_samples(root / "half-done")
+    assert samples is None and error.startswith("samples.parquet cannot be read")
+
+    good, _ = R.load_samples(root / "demo")
+    good.drop(columns=["abs_path", "exists"]).assign(path="../../etc/passwd").to_parquet(
+        root / "demo" / "samples.parquet"
+    )
+    unsafe, error = R.load_samples(root / "demo")
+    assert error is None and not unsafe["exists"].any() and set(unsafe["abs_path"]) == {""}
+
+    good.drop(columns=["abs_path", "exists", "prompt"]).to_parquet(root / "demo" / "samples.parquet")
+    assert R.load_samples(root / "demo") == (None, "samples.parquet lacks column(s): prompt")
+
+
+def test_filter_samples_by_category_and_guidance(root: Path) -> None:
+    samples, _ = R.load_samples(root / "demo")
+    assert R.categories(samples) == ["counting", "spatial"]
+    assert R.guidance_values(samples) == [1.0, 7.5]
+    assert len(R.filter_samples(samples)) == 6
+    assert len(R.filter_samples(samples, [], [])) == 6
+    assert len(R.filter_samples(samples, ["spatial"])) == 2
+    assert len(R.filter_samples(samples, guidance=[7.5])) == 3
+    both = R.filter_samples(samples, ["counting"], [1.0])
+    assert list(both["prompt_id"]) == ["p000", "p001"] and set(both["guidance"]) == {1.0}
+
+
+def test_pagination() -> None:
+    import pandas as pd
+
+    df = pd.DataFrame({"i": range(100)})
+    assert R.page_count(0, 48) == 1 and R.page_count(100, 48) == 3
+    assert list(R.page_slice(df, 3, 48)["i"]) == [96, 97, 98, 99]
+    assert list(R.page_slice(df, 99, 48)["i"]) == [96, 97, 98, 99]  # clamped
+
+
+def test_manifest_facts(root: Path) -> None:
+    manifest, _ = R.load_manifest(root / "demo")
+    facts = dict(R.manifest_facts(manifest, 6))
+    assert facts["Model"] == "builtin:shapes-ldm-tiny"
+    assert facts["Scheduler"] == "DDIMScheduler" and facts["Steps"] == "20"
+    assert facts["Guidance"] == "1, 7.5" and facts["Seed"] == "1234" and facts["Images"] == "6"
+    assert facts["Prompt set"] == f"shapes-mini v1.0 (sha256 {SHA[:12]}), subset all"
+    empty = dict(R.manifest_facts({}, None))
+    assert empty["Model"] == R.MISSING and empty["Prompt set"] == R.MISSING
+
+
+def test_escape_markdown_shows_user_text_literally() -> None:
+    assert R.escape_markdown("<script>alert(1)</script>") == r"\<script\>alert\(1\)\</script\>"
+    assert R.escape_markdown("$x$ *a* :red[b]\nnext") == r"\$x\$ \*a\* \:red\[b\] next"
+    assert R.truncate("a" * 100, 10) == "a" * 9 + "…"
+
+
+# ------------------------------------------------------------ the app (AppTest)
+
+
+def _app_test(monkeypatch: pytest.MonkeyPatch, runs_dir: Path):
+    """Run the app in-process on ``runs_dir`` and return the AppTest."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("T2I_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(APP_PATH), default_timeout=30)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_app_shows_run_and_filters(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app_test(monkeypatch, root)
+    assert at.sidebar.selectbox[0].value == "demo"
+    assert len(at.image) == N_IMAGES
+    captions = [c for img in at.image for c in img.captions]
+    assert R.escape_markdown(R.truncate(XSS_PROMPT)) in " ".join(captions)
+    at.sidebar.multiselect[0].set_value(["spatial"]).run()
+    assert len(at.image) == 2
+    at.sidebar.multiselect[1].set_value([7.5]).run()
+    assert len(at.image) == 1
+
+
+def test_app_incomplete_run_warns(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app_test(monkeypatch, root)
+    at.sidebar.selectbox[0].set_value("half-done").run()
+    assert not at.exception
+    assert "Incomplete run" in at.warning[0].value and len(at.image) == 0
+    assert "No images to show yet" in at.info[0].value
+
+
+def test_app_unreadable_manifest_shows_error(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (root / "broken").mkdir()
+    (root / "broken" / "manifest.json").write_text("{not json")
+    at = _app_test(monkeypatch, root)
+    at.sidebar.selectbox[0].set_value("broken").run()
+    assert not at.exception
+    assert "manifest.json is not valid JSON" in at.error[0].value.replace("\\", "")
+
+
+def test_app_paginates_big_runs(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    samples = pd.read_parquet(root / "demo" / "samples.parquet")
+    big = pd.concat([samples.assign(sample_index=i) for i in range(9)], ignore_index=True)  # 54 rows
+    big.to_parquet(root / "demo" / "samples.parquet", index=False)
+    at = _app_test(monkeypatch, root)
+    assert len(at.image) == 48
+    at.number_input[0].set_value(2).run()
+    assert len(at.image) == 54 - 48
+
+
+def test_app_without_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app_test(monkeypatch, tmp_path)
+    assert "No runs found" in at.info[0].value
+    assert "make demo" in at.code[0].value and "t2i-bench generate --help" in at.code[0].value
+
+
+# ------------------------------------------------------------------- the CLI
+
+
+def test_cli_missing_runs_dir_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "nope"
+    assert main(["--runs", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: runs directory '{missing}' does not exist; "
+        "create a run with 't2i-bench generate ...' or pass --runs\n"
+    )
+
+
+def test_cli_help_has_examples_and_defaults() -> None:
+    text = build_parser().format_help()
+    assert "t2i-dashboard --runs" in text and "127.0.0.1" in text
+    args = build_parser().parse_args([])
+    assert (args.runs, args.port, args.host, args.headless) == ("runs", 8501, "127.0.0.1", False)
+
+
+def test_streamlit_command(tmp_path: Path) -> None:
+    cmd = streamlit_command(tmp_path, "127.0.0.1", 8765)
+    assert cmd[:5] == [sys.executable, "-m", "streamlit", "run", str(APP_PATH)]
+    joined = " ".join(cmd)
+    assert "--server.address 127.0.0.1 --server.port 8765 --server.headless true" in joined
+    assert "--browser.gatherUsageStats false" in joined
+    assert cmd[-3:] == ["--", "--runs", str(tmp_path.resolve())]
+
+
+# ------------------------------------------------------ never import torch
+
+
+def test_dashboard_never_imports_torch(root: Path) -> None:
+    """Importing every dashboard module and running the app leaves torch unloaded."""
+    code = textwrap.dedent(
+        f"""
+        import os, sys
+        os.environ["T2I_RUNS_DIR"] = {str(root)!r}
+        import dashboard, dashboard.runs, dashboard.cli, dashboard.app, dashboard.views.runs_page
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({str(APP_PATH)!r}, default_timeout=30)
+        at.run()
+        assert not at.exception, at.exception
+        assert len(at.image) == {N_IMAGES}
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "bench", "audit"))
+        assert not bad, bad
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+# ------------------------------------------------------------ the browser
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """Chromium's path; skip without it on a dev machine, fail on CI (env CI set)."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing on CI; install it with 'make browser'")
+    pytest.skip(f"{CHROMIUM} not installed (run 'make browser'); browser tests need it")
+
+
+@pytest.fixture
+def served_app(chromium: Path, root: Path, tmp_path: Path):
+    """Serve the real app on a free local port; yields its URL; always stops it."""
+    port = _free_port()
+    log = open(tmp_path / "streamlit.log", "w")
+    process = subprocess.Popen(
+        streamlit_command(root, "127.0.0.1", port), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited with {process.returncode}:\n{_tail(tmp_path / 'streamlit.log')}")
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer within 60 s:\n{_tail(tmp_path / 'streamlit.log')}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    return path.read_text(errors="replace")[-n:]
+
+
+@pytest.mark.browser
+def test_browser_grid_filters_and_escaping(chromium: Path, served_app: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)  # a cold Streamlit session on a busy 2-core box is slow
+    dialogs: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(chromium),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.set_default_timeout(30_000)
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.goto(served_app)
+
+            images = page.locator('[data-testid="stImage"] img')
+            expect(images).to_have_count(N_IMAGES)
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            sidebar = page.get_by_test_id("stSidebar")
+            run_picker = sidebar.get_by_role("combobox", name="Run")
+            expect(run_picker).to_have_value("demo (complete)")
+            run_picker.click()
+            expect(page.get_by_role("option", name="half-done (incomplete)")).to_be_visible()
+            page.keyboard.press("Escape")
+            for fact in ("builtin:shapes-ldm-tiny", "DDIMScheduler", "float32", SHA[:12]):
+                expect(page.get_by_text(fact, exact=False).first).to_be_visible()
+            expect(page.get_by_text("6 of 6 images match")).to_be_visible()
+
+            # The XSS probe is shown as literal text and runs nothing.
+            expect(page.get_by_text("<script>alert(1)</script> a *red* circle", exact=False).first).to_be_visible()
+
+            # Filter by category: the grid shrinks to the 2 'spatial' images.
+            sidebar.get_by_test_id("stMultiSelect").first.locator("input").click()
+            page.keyboard.type("spatial")
+            page.keyboard.press("Enter")
+            page.keyboard.press("Escape")
+            expect(page.get_by_text("2 of 6 images match")).to_be_visible()
+            expect(images).to_have_count(2)
+
+            injected = page.evaluate("() => [...document.scripts].some(s => s.text.includes('alert(1)'))")
+            assert not injected
+            assert dialogs == []
+        finally:
+            browser.close()
+
+    screenshot_dir = os.environ.get("T2I_SCREENSHOT_DIR")
+    if screenshot_dir:
+        Path(screenshot_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "dashboard.png", Path(screenshot_dir) / "dashboard.png")
