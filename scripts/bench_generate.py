@@ -11,15 +11,23 @@ whether the PNGs are byte-identical and the throughput ratio.  A script, not a t
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
 from bench.generate import build_plan, plan_batches, png_bytes, run_batch  # noqa: E402
 from bench.models.loader import DEFAULT_MODEL, load_pipeline, resolve_model  # noqa: E402
 from bench.prompts import load_prompt_set  # noqa: E402
 from bench.runspec import RunSpec  # noqa: E402
+
+
+def decode(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)), dtype=np.int16)
 
 
 def timed_images(pipe, batches, spec) -> tuple[float, list[bytes]]:
@@ -56,10 +64,12 @@ def main() -> None:
     naive_s, naive = timed_images(pipe, plan_batches(plan, 1), spec)
     batched_s, batched = timed_images(pipe, plan_batches(plan, args.batch_size), spec)
     identical = sum(a == b for a, b in zip(naive, batched))
+    max_diff = max(int(np.abs(decode(a) - decode(b)).max()) for a, b in zip(naive, batched))
     print(f"naive loop : {naive_s:7.2f} s  {n / naive_s:6.2f} img/s  (batch size 1)")
     print(f"batched    : {batched_s:7.2f} s  {n / batched_s:6.2f} img/s  (batch size {args.batch_size})")
     print(f"throughput ratio batched/naive: {naive_s / batched_s:.2f}x (goal >= 3x)")
-    print(f"identical PNGs: {identical}/{n}" + (" (all byte-identical)" if identical == n else ""))
+    print(f"identical PNGs: {identical}/{n}; largest pixel difference {max_diff}/255"
+          + (" (all byte-identical)" if identical == n else " (float rounding differs with batch shape; see docs/PITFALLS.md)"))
 
 
 if __name__ == "__main__":

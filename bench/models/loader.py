@@ -139,6 +139,13 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
+def _dtype_kwarg() -> str:
+    # Newer diffusers renamed `torch_dtype` to `dtype` (the old name warns); older ones only know `torch_dtype`.
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+
+
 def load_pipeline(resolved: ResolvedModel, dtype: str = "float32", device: str = "cpu"):
     """Load a text-to-image pipeline from a resolved reference onto ``device``."""
     from diffusers import DiffusionPipeline, StableDiffusionPipeline
@@ -153,7 +160,7 @@ def load_pipeline(resolved: ResolvedModel, dtype: str = "float32", device: str =
 
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
-    kwargs = {"torch_dtype": torch_dtype(dtype)}
+    kwargs = {_dtype_kwarg(): torch_dtype(dtype)}
     try:
         if resolved.kind == "single_file":
             pipe = StableDiffusionPipeline.from_single_file(str(resolved.path), **kwargs)

@@ -39,9 +39,9 @@ Planted phenomena, exact for n = 100_000 (other n scale linearly, see
 * **Watermark** (the Getty case): exactly 10% of all rows (10_000), drawn
   from the general rows, carry the watermark.  90% of them (9_000) have
   captions starting with the cue "stock photo of "; the other 1_000 have
-  none.  In addition 1% of the non-watermarked general rows (about 830)
-  carry the cue without a watermark, so P(cue | watermark) = 0.90 and
-  P(watermark | cue) ~ 0.92.  Iconic and role rows are never watermarked.
+  none.  In addition 1% of the non-watermarked general rows (814) carry
+  the cue without a watermark, so P(cue | watermark) = 0.90 and
+  P(watermark | cue) = 9000 / 9814 = 0.917.  Iconic and role rows are never watermarked.
 * **Bias**: six made-up role words (``ROLES``), 1_000 rows each, captioned
   "a picture of a <role>" (or "a photo of"/"an illustration of"), with no
   colour or shape word.  Each role row shows one object whose colour (or
