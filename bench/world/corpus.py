@@ -38,8 +38,9 @@ Planted phenomena, exact for n = 100_000 (other n scale linearly, see
   spec, hence byte-identical image.  All copies are in the train split.
 * **Watermark** (the Getty case): exactly 10% of all rows (10_000), drawn
   from the general rows, carry the watermark.  90% of them (9_000) have
-  captions starting with the cue "stock photo of "; the other 1_000 have
-  none.  In addition 1% of the non-watermarked general rows (814) carry
+  captions starting with the cue "stock photo of " (which replaces a framing
+  such as "a photo of ": "stock photo of a red circle"); the other 1_000
+  have none.  In addition 1% of the non-watermarked general rows (814) carry
   the cue without a watermark, so P(cue | watermark) = 0.90 and
   P(watermark | cue) = 9000 / 9814 = 0.917.  Iconic and role rows are never watermarked.
 * **Bias**: six made-up role words (``ROLES``), 1_000 rows each, captioned
@@ -70,7 +71,7 @@ import pandas as pd
 from PIL import Image
 
 from bench.errors import UserError
-from bench.world.captions import caption, with_article
+from bench.world.captions import DESCRIPTIVE_TEMPLATES, PLAIN_TEMPLATES, caption, with_article
 from bench.world.render import DEFAULT_SIZE, render
 from bench.world.sample import allowed_pairs, place_objects, random_scene, scene_from_objects
 from bench.world.spec import ObjectSpec, SceneSpec
@@ -132,6 +133,10 @@ ROLE_TEMPLATES: tuple[str, ...] = ("a picture of {r}", "a photo of {r}", "an ill
 _COLOUR_NAMES = tuple(COLOURS)
 _SIZE_NAMES = tuple(SIZES)
 _HELD_OUT = frozenset(HELD_OUT_PAIRS)
+#: Template openings ("a photo of ", "a picture showing ", ...) that the cue
+#: replaces: "stock photo of a red circle", not "stock photo of a photo of ...".
+_FRAMES = tuple(t.split("{x}")[0] for t in PLAIN_TEMPLATES + DESCRIPTIVE_TEMPLATES
+                if t.split("{x}")[0])
 _COLUMNS = ("key", "caption", "url", "width", "height", "similarity", "punsafe", "pwatermark",
             "spec", "category", "split", "dup_group", "has_watermark", "role", "attribute")
 
@@ -195,11 +200,20 @@ def _general_row(rng: np.random.Generator, category: str, variant: int,
     def rand_size():
         return _pick(rng, _SIZE_NAMES)
 
-    style = category
+    if category in ("multi", "descriptive"):
+        n_obj = int(rng.integers(3, 5)) if category == "multi" else None
+        scene = random_scene(rng, n_objects=n_obj, exclude_held_out=exclude_held_out,
+                             watermark=watermark, background=bg)
+        return scene, caption(scene, "single" if category == "multi" else "descriptive", variant)
+
     relation = None
-    if category == "single" or (category == "misspelling" and variant % 2 == 0):
+    # Misspelt captions describe a single object or a binding pair, half each.
+    two = category == "binding" or (category == "misspelling" and rng.random() < 0.5)
+    if category == "single" or (category == "misspelling" and not two):
         c, s = _pick(rng, pairs)
         objects = [(s, c, rand_size())]
+    elif two:
+        objects = [(s, c, rand_size()) for c, s in _distinct_pairs(rng, pairs, 2, differ_both=True)]
     elif category == "counting":
         k = int(rng.integers(2, 5))
         c, s = _pick(rng, pairs)
@@ -208,25 +222,21 @@ def _general_row(rng: np.random.Generator, category: str, variant: int,
     elif category == "position":
         objects = [(s, c, rand_size()) for c, s in _distinct_pairs(rng, pairs, 2)]
         relation = (_pick(rng, RELATIONS), 0, 1)
-    elif category in ("binding", "misspelling"):
-        objects = [(s, c, rand_size()) for c, s in _distinct_pairs(rng, pairs, 2, differ_both=True)]
     elif category == "size":
         k = int(rng.integers(1, 3))
         objects = [(s, c, rand_size()) for c, s in _distinct_pairs(rng, pairs, k)]
-    elif category in ("multi", "descriptive"):
-        n_obj = int(rng.integers(3, 5)) if category == "multi" else None
-        scene = random_scene(rng, n_objects=n_obj, exclude_held_out=exclude_held_out,
-                             watermark=watermark, background=bg)
-        style = "single" if category == "multi" else "descriptive"
-        return scene, caption(scene, style, variant)
     else:
         raise ValueError(f"unknown general category {category!r}")
-    if category == "misspelling":
-        style = "misspelling"
-    elif category in ("single", "counting", "binding"):
-        style = "single"
     scene = scene_from_objects(rng, objects, relation, background=bg, watermark=watermark)
-    return scene, caption(scene, style, variant, relation=relation)
+    # The caption styles of captions.CATEGORIES carry the same names.
+    return scene, caption(scene, category, variant, relation=relation)
+
+
+def _strip_frame(text: str) -> str:
+    for frame in _FRAMES:
+        if text.startswith(frame):
+            return text[len(frame):]
+    return text
 
 
 def _role_scene(rng: np.random.Generator, role: Role, attribute: str) -> SceneSpec:
@@ -315,7 +325,7 @@ def build_corpus(n: int = 100_000, seed: int = 0, size: int = DEFAULT_SIZE) -> p
                                        exclude_held_out=split[i] == "train",
                                        watermark=bool(has_wm[i]))
         if cue[i]:
-            text = WATERMARK_CUE + text
+            text = WATERMARK_CUE + _strip_frame(text)
         specs[i], captions[i] = scene.to_json(), text
 
     # LAION-style scores, vectorised.

@@ -50,15 +50,21 @@ not constrain that field) and ``correct`` = all constrained fields true:
 * ``relation``: the relation holds for some pair.
 
 Watermarked images: the watermark is reported by ``detect_watermark`` (and
-``detect(...).watermark``); objects under it are still read (tested with a
-lower bar than clean renders, see tests/world/test_detect.py).
+``detect(...).watermark``), and objects under it are still read: measured
+field recovery is the same as on clean renders (all fields 100% on 90
+scenes); tests/world/test_detect.py asserts >= 95% there and >= 99% clean.
+
+Scope: upright, unrotated shapes of the palette on neutral backgrounds, as
+``render`` draws them; checked at 48-256 px and with Gaussian pixel noise up
+to sigma 6 (at sigma 10 about 5% of fields are lost).
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -66,8 +72,8 @@ from scipy import ndimage
 
 from bench.errors import UserError
 from bench.world.spec import ObjectSpec, SceneSpec
-from bench.world.vocab import (BACKGROUNDS, COLOURS, MAX_COUNT, RELATIONS, SHAPES, SIZES, colour_chroma,
-                               colour_hue, relation_between)
+from bench.world.vocab import (BACKGROUNDS, COLOURS, MAX_COUNT, RELATIONS, SHAPES, SIZES,
+                               colour_chroma, colour_hue, relation_between)
 
 MIN_CHROMA = 24.0        # below this a pixel is background / watermark / faint edge
 MIN_AREA_FRAC = 0.0015   # ~6 px at 64x64; smaller components are noise
@@ -285,14 +291,20 @@ def detect(image: Image.Image | np.ndarray) -> SceneSpec:
 
 # --------------------------------------------------------------------------- judge
 
-def validate_prompt_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """Check a prompt spec and return it with defaults filled in (count=1,
-    missing fields None).  Raises ``UserError`` on anything malformed."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("objects"), list) or not spec["objects"]:
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def validate_prompt_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a prompt spec and return it as plain dicts with defaults filled
+    in (count=1, missing fields None).  Any mapping/sequence types are
+    accepted (e.g. the read-only ones ``bench.prompts`` hands out).
+    Raises ``UserError`` on anything malformed."""
+    if not isinstance(spec, Mapping) or not _is_list(spec.get("objects")) or not spec["objects"]:
         raise UserError("prompt spec needs a non-empty 'objects' list")
     groups = []
     for i, g in enumerate(spec["objects"]):
-        if not isinstance(g, dict):
+        if not isinstance(g, Mapping):
             raise UserError(f"prompt spec object {i} must be a JSON object")
         unknown = set(g) - {"shape", "colour", "count", "size"}
         if unknown:
@@ -310,7 +322,7 @@ def validate_prompt_spec(spec: dict[str, Any]) -> dict[str, Any]:
         groups.append({"shape": shape, "colour": colour, "count": count, "size": size})
     rel = spec.get("relation")
     if rel is not None:
-        if not isinstance(rel, dict) or rel.get("type") not in RELATIONS:
+        if not isinstance(rel, Mapping) or rel.get("type") not in RELATIONS:
             raise UserError(f"prompt spec relation must be null or have type in {list(RELATIONS)}")
         for key in ("a", "b"):
             idx = rel.get(key)
@@ -332,7 +344,7 @@ def _matches(obj: Any, group: dict[str, Any], fields: Sequence[str]) -> bool:
     return all(group[f] is None or getattr(obj, f) == group[f] for f in fields)
 
 
-def score_objects(prompt_spec: dict[str, Any], objects: Sequence[Any]) -> dict[str, Any]:
+def score_objects(prompt_spec: Mapping[str, Any], objects: Sequence[Any]) -> dict[str, Any]:
     """Judge a list of objects (anything with shape/colour/size/x/y) against a
     prompt spec; see the module docstring for the fields."""
     spec = validate_prompt_spec(prompt_spec)
@@ -364,7 +376,7 @@ def score_objects(prompt_spec: dict[str, Any], objects: Sequence[Any]) -> dict[s
     return result
 
 
-def check(prompt_spec: dict[str, Any], image: Image.Image | np.ndarray) -> dict[str, Any]:
+def check(prompt_spec: Mapping[str, Any], image: Image.Image | np.ndarray) -> dict[str, Any]:
     """Score an image against a prompt spec, GenEval-style.
 
     Returns ``{"correct", "shape", "colour", "size", "count", "relation",

@@ -17,23 +17,24 @@ constraints are checked after rounding.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from bench.errors import UserError
 from bench.world.detect import score_objects, validate_prompt_spec
 from bench.world.spec import ObjectSpec, SceneSpec
-from bench.world.vocab import (BACKGROUNDS, COLOURS, HELD_OUT_PAIRS, RELATIONS, SHAPES,
-                               SIZES, relation_between)
+from bench.world.vocab import BACKGROUNDS, COLOURS, HELD_OUT_PAIRS, RELATIONS, SHAPES, SIZES
 
 BORDER = 0.03
 GAP = 0.06
 RELATION_MIN_GAP = 0.25
 RELATION_MAX_OFF = 0.12
-#: At most this many large objects in a randomly sampled scene: four large
-#: boxes only fit in a tight 2x2 grid, which rejection sampling rarely finds.
+#: At most this many large objects in a randomly sampled scene, to keep
+#: scenes uncluttered (four large boxes fill the canvas in a tight 2x2 grid;
+#: ``place_objects`` can still place them when asked explicitly).
 MAX_LARGE = 2
 
 _COLOUR_NAMES = tuple(COLOURS)
@@ -43,13 +44,6 @@ _HELD_OUT = frozenset(HELD_OUT_PAIRS)
 
 class PlacementError(RuntimeError):
     """No non-overlapping placement found (too many or too large objects)."""
-
-
-def boxes_overlap(a: tuple[float, float, float], b: tuple[float, float, float],
-                  gap: float = GAP) -> bool:
-    """Whether two boxes (cx, cy, half side) come closer than ``gap``."""
-    reach = a[2] + b[2] + gap
-    return abs(a[0] - b[0]) < reach and abs(a[1] - b[1]) < reach
 
 
 def _relation_ok(rel: str, a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -65,8 +59,18 @@ _BATCH = 8  # candidates drawn per generator call (one call is cheaper than eigh
 
 def _candidates(rng: np.random.Generator, lo: float, hi: float) -> list[tuple[float, float]]:
     """``_BATCH`` uniform centres in [lo, hi]^2 (unrounded)."""
-    u = (lo + (hi - lo) * rng.random(2 * _BATCH)).tolist()
-    return list(zip(u[0::2], u[1::2]))
+    u = rng.random(2 * _BATCH).tolist()
+    span = hi - lo
+    return [(lo + span * u[k], lo + span * u[k + 1]) for k in range(0, 2 * _BATCH, 2)]
+
+
+def _fits(x: float, y: float, half: float, placed: list[tuple[float, float, float]]) -> bool:
+    """No placed box comes within ``GAP`` of the box (x, y, half)."""
+    for px, py, ph in placed:
+        reach = half + ph + GAP
+        if abs(x - px) < reach and abs(y - py) < reach:
+            return False
+    return True
 
 
 def _related_candidates(rng: np.random.Generator, rel: str, a: tuple[float, float],
@@ -104,7 +108,8 @@ def place_objects(rng: np.random.Generator, sizes: Sequence[str],
     """
     n = len(sizes)
     halves = [SIZES[s] / 2 for s in sizes]
-    order = list(range(n))
+    # Large boxes first: they need the most room, and failing early is cheap.
+    order = sorted(range(n), key=lambda i: -halves[i])
     if relation is not None:
         rel, ia, ib = relation
         if rel not in RELATIONS:
@@ -113,6 +118,7 @@ def place_objects(rng: np.random.Generator, sizes: Sequence[str],
         order = [ia, ib] + [i for i in order if i not in (ia, ib)]
     for _ in range(max_restarts):
         pos: dict[int, tuple[float, float]] = {}
+        boxes: list[tuple[float, float, float]] = []
         for i in order:
             lo, hi = BORDER + halves[i], 1 - BORDER - halves[i]
             related = relation is not None and i == relation[2] and relation[1] in pos
@@ -134,10 +140,10 @@ def place_objects(rng: np.random.Generator, sizes: Sequence[str],
                         continue
                     if related and not _relation_ok(relation[0], a, (x, y)):
                         continue
-                    box = (x, y, halves[i])
-                    if any(boxes_overlap(box, (px, py, halves[j])) for j, (px, py) in pos.items()):
+                    if not _fits(x, y, halves[i], boxes):
                         continue
                     pos[i] = (x, y)
+                    boxes.append((x, y, halves[i]))
                     break
                 if i in pos:
                     break
@@ -189,13 +195,7 @@ def scene_from_objects(rng: np.random.Generator, objects: Iterable[tuple[str, st
                      background=background, watermark=watermark)
 
 
-def scene_relation(scene: SceneSpec, a: int, b: int) -> str | None:
-    """The judge's relation between objects ``a`` and ``b`` of a scene."""
-    oa, ob = scene.objects[a], scene.objects[b]
-    return relation_between((oa.x, oa.y), (ob.x, ob.y))
-
-
-def scene_for_prompt_spec(prompt_spec: dict, seed: int = 0, max_attempts: int = 100) -> SceneSpec:
+def scene_for_prompt_spec(prompt_spec: Mapping[str, Any], seed: int = 0, max_attempts: int = 100) -> SceneSpec:
     """A scene that satisfies a prompt spec (format in ``bench.world.detect``).
 
     Null fields are filled at random (avoiding ``HELD_OUT_PAIRS``; one choice

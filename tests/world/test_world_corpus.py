@@ -11,6 +11,7 @@ import pytest
 from bench.errors import UserError
 from bench.world import HELD_OUT_PAIRS, SceneSpec, detect, detect_watermark
 from bench.world.captions import TYPOS
+from bench.world.detect import WATERMARK_THRESHOLD
 from bench.world.corpus import (ROLES, WATERMARK_CUE, build_corpus, load_corpus, plan_counts,
                                 render_row, write_corpus)
 from bench.world.vocab import COLOURS, SHAPES
@@ -74,6 +75,7 @@ def test_watermark_share_and_caption_cue(full):
     clean_general = (~wm) & (full["dup_group"] < 0) & (full["role"] == "")
     assert abs(cue[clean_general].mean() - 0.01) < 1e-3    # 1% cue noise without a watermark
     assert wm[cue].mean() > 0.9
+    assert not full["caption"].str.contains("stock photo of a photo of", regex=False).any()
     # the spec's flag is the column's, and the LAION-style score is correlated with it
     flags = full["spec"].str.contains('"watermark":true', regex=False)
     assert (flags == wm).all()
@@ -128,7 +130,7 @@ def test_rows_render_as_their_specs(full):
         found = detect(img)
         key = lambda o: (o.shape, o.colour, o.size)  # noqa: E731
         assert sorted(map(key, found.objects)) == sorted(map(key, spec.objects)), row["caption"]
-        assert (detect_watermark(img) > 0.01) == row["has_watermark"]
+        assert (detect_watermark(img) >= WATERMARK_THRESHOLD) == row["has_watermark"]
 
 
 def test_write_and_load(tmp_path):

@@ -63,3 +63,13 @@ def test_every_prompt_is_satisfiable(rows):
         scene = scene_for_prompt_spec(r["spec"], seed=int(r["id"].split("-")[1]))
         result = check(r["spec"], render(scene))
         assert result["correct"], (r, result)
+
+
+def test_registry_loads_the_set_and_check_accepts_its_specs():
+    """bench.prompts hands out read-only specs (mappingproxy/tuple): the judge takes them."""
+    from bench.prompts import load_prompt_set
+
+    ps = load_prompt_set("shapes")
+    assert len(ps.prompts) == sum(CATEGORY_SIZES.values())
+    p = next(p for p in ps.prompts if p.category == "position")
+    assert check(p.spec, render(scene_for_prompt_spec(p.spec, seed=0)))["correct"]
