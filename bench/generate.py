@@ -124,6 +124,7 @@ def generate(spec: RunSpec, progress: bool = True) -> GenerateResult:
     spec.validate()
     run_dir = Path(spec.out)
     rundir.check_not_foreign(run_dir)
+    rundir.check_writable_target(run_dir)
     prompt_set = load_prompt_set(spec.prompts).subset(list(spec.categories) or None, spec.per_category)
     scheduler_name = spec.scheduler_class_name()
     device = pick_device(spec.device)

@@ -83,6 +83,7 @@ def import_images(images_dir: str, prompts: str, model_name: str, out: str) -> I
     prompt_set = load_prompt_set(prompts)
     run_dir = Path(out)
     rundir.check_not_foreign(run_dir)
+    rundir.check_writable_target(run_dir)
     identity = {"imported_from": str(folder.resolve()), "model": model_name,
                 "prompt_set": f"{prompt_set.name}@{prompt_set.version}#{prompt_set.sha256}"}
     rundir.check_same_identity(run_dir, identity)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -126,6 +127,17 @@ def prepare_run_dir(run_dir: Path) -> None:
         raise UserError(
             f"cannot write to output directory '{run_dir}': {exc.strerror or exc}; choose another --out or fix its permissions"
         ) from exc
+
+
+def check_writable_target(run_dir: Path) -> None:
+    """Fail fast (before loading a model) when the run directory cannot be created."""
+    ancestor = Path(run_dir).absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"cannot write to output directory '{run_dir}': '{ancestor}' is a file; choose another --out")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to output directory '{run_dir}': '{ancestor}' is not writable; choose another --out or fix its permissions")
 
 
 def check_not_foreign(run_dir: Path) -> None:

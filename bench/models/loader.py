@@ -54,8 +54,22 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def quiet_libraries() -> None:
+    """Silence diffusers/transformers progress bars and per-batch warnings.
+
+    Our own progress bar and one-line messages (e.g. the truncation count) replace them.
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+
+
 def resolve_model(ref: str) -> ResolvedModel:
     """Turn a model reference into a local path, or raise a one-line UserError."""
+    quiet_libraries()
     if ref in BUILTIN_ALIASES:
         from bench.models.tiny import ensure_tiny_pipeline_dir
 
@@ -149,17 +163,10 @@ def _dtype_kwarg() -> str:
 def load_pipeline(resolved: ResolvedModel, dtype: str = "float32", device: str = "cpu"):
     """Load a text-to-image pipeline from a resolved reference onto ``device``."""
     from diffusers import DiffusionPipeline, StableDiffusionPipeline
-    from diffusers.utils import logging as diffusers_logging
 
     if dtype == "float16" and device == "cpu":
         raise UserError("float16 is not supported for generation on the CPU; use --dtype float32 (or bfloat16)")
-    # Our own messages replace diffusers' per-batch warnings (e.g. truncation).
-    diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
+    quiet_libraries()
     kwargs = {_dtype_kwarg(): torch_dtype(dtype)}
     try:
         if resolved.kind == "single_file":

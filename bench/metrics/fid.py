@@ -1,0 +1,207 @@
+"""Fréchet Inception Distance (FID) and Fréchet Distance on any features (FD_<extractor>).
+
+Heusel, Ramsauer, Unterthiner, Nessler, Hochreiter 2017, "GANs Trained by a Two
+Time-Scale Update Rule Converge to a Local Nash Equilibrium", NeurIPS.
+
+Fit a Gaussian N(mu, S) to each feature set (mean and unbiased covariance,
+ddof=1 as ``np.cov``) and take the Fréchet (2-Wasserstein) distance:
+
+    FD = ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))
+
+``frechet_distance`` is pytorch-fid's ``calculate_frechet_distance`` (Dougal
+Sutherland's stable version: ``scipy.linalg.sqrtm`` of the product; if it is not
+finite, eps = 1e-6 is added to both diagonals; a negligible imaginary part is
+dropped).  Everything is float64: a float32 ``sqrtm`` loses several digits on
+2048x2048 covariances.
+
+Naming: "FID" only for Inception-v3 pool3 features; any other extractor gives
+"FD_<extractor name>" (e.g. FD_dinov2-vitl14, Stein et al. 2023).  Results record
+the extractor key (which contains the resize mode) and N.
+
+Statistics stream: ``StreamingGaussian`` accumulates the sum and the sum of outer
+products in float64 batch by batch, so memory is O(d^2) whatever N is, and batch
+size or image order change the result only by float64 rounding (~1e-12).
+With N <= d the covariance is singular (rank < d): the FD is still computed but a
+``MetricWarning`` naming N and d is raised; use N >= d (FID protocols use 10k-50k).
+
+Reference statistics are pytorch-fid / clean-fid ``.npz`` files (``mu``,
+``sigma``).  Ours add ``extractor`` (the key) and ``n``; a reference made with
+another extractor is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from scipy import linalg
+
+from bench.atomic import atomic_path
+from bench.errors import UserError
+from bench.features.base import INCEPTION_NAME, FeatureSet, key_name, key_resize
+from bench.metrics.base import Features, MetricInfo, MetricResult, check_comparable, unpack, warn
+
+METRIC = MetricInfo(
+    name="fid", display_name="FID", higher_is_better=False,
+    paper="Heusel et al. 2017, GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium (NeurIPS)",
+    formula="||mu_g - mu_r||^2 + Tr(S_g + S_r - 2 (S_g S_r)^(1/2)), Gaussian fits of features",
+    inputs="Inception-v3 pool3 features of generated and reference images (FD_<extractor> for other features)",
+    url="https://arxiv.org/abs/1706.08500", lower_bound=0.0,
+)
+
+
+def fd_metric_name(extractor: str | None) -> str:
+    """"FID" for Inception pool3 features, "FD_<name>" for others, "FD" when unknown."""
+    if extractor is None:
+        return "FD"
+    name = key_name(extractor)
+    return "FID" if name == INCEPTION_NAME else f"FD_{name}"
+
+
+def _check_rank(n: int | None, d: int, what: str) -> None:
+    if n is not None and n <= d:
+        warn(f"{what}: N={n} samples <= d={d} feature dimensions: the covariance is singular and the "
+             f"Fréchet distance is unreliable; use more than {d} images")
+
+
+@dataclass(frozen=True)
+class GaussianStats:
+    """Mean and covariance (float64) of a feature set; ``n`` is None for foreign files that do not record it."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: int | None
+    extractor: str | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.mu.shape[0])
+
+    @classmethod
+    def from_features(cls, features: Features, batch_size: int = 4096) -> "GaussianStats":
+        # Rows are cast to float64 batch by batch: no float64 copy of all N x d features.
+        arr, key = unpack(features, "Gaussian statistics", float64=False)
+        acc = StreamingGaussian()
+        for start in range(0, len(arr), batch_size):
+            acc.update(arr[start:start + batch_size])
+        return acc.finalize(key)
+
+    def save_npz(self, path: str | os.PathLike) -> Path:
+        """Write pytorch-fid / clean-fid compatible ``mu``, ``sigma``, plus ``extractor`` and ``n`` (atomic)."""
+        path = Path(path)
+        extra = {}
+        if self.extractor is not None:
+            extra["extractor"] = np.array(self.extractor)
+        if self.n is not None:
+            extra["n"] = np.array(self.n, dtype=np.int64)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, mu=self.mu, sigma=self.sigma, **extra)
+        return path
+
+    @classmethod
+    def load_npz(cls, path: str | os.PathLike, expect_extractor: str | None = None) -> "GaussianStats":
+        """Read a ``.npz`` with ``mu`` and ``sigma``; refuse one recorded with another extractor than expected."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if "mu" not in f or "sigma" not in f:
+                    raise UserError(f"{path} is not a statistics file (needs arrays 'mu' and 'sigma'): "
+                                    f"write it with GaussianStats.save_npz or pytorch-fid --save-stats")
+                mu, sigma = f["mu"].astype(np.float64), f["sigma"].astype(np.float64)
+                extractor = str(f["extractor"]) if "extractor" in f else None
+                n = int(f["n"]) if "n" in f else None
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read reference statistics {path} ({type(e).__name__}): check the path") from e
+        if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+            raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit: rebuild the reference statistics")
+        if expect_extractor is not None and extractor is not None and extractor != expect_extractor:
+            raise UserError(f"reference {path} was made with extractor {extractor}, not {expect_extractor}: "
+                            f"rebuild the reference with the same extractor and settings")
+        if extractor is None:
+            warn(f"reference {path} does not record its extractor (pytorch-fid / clean-fid file?): "
+                 f"assuming it matches; pytorch-fid and clean-fid use Inception pool3 with their own resize")
+        _check_rank(n, mu.shape[0], f"reference {path}")
+        return cls(mu=mu, sigma=sigma, n=n, extractor=extractor)
+
+
+class StreamingGaussian:
+    """Accumulate sum(x) and sum(x x^T) in float64 over batches; ``finalize`` -> GaussianStats.
+
+        mu = sum(x) / N
+        S  = (sum(x x^T) - N mu mu^T) / (N - 1)
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sum: np.ndarray | None = None
+        self.outer: np.ndarray | None = None
+
+    def update(self, batch: np.ndarray) -> None:
+        x = np.asarray(batch, dtype=np.float64)
+        if x.ndim != 2:
+            raise UserError(f"feature batch must be 2-D [n, d], got shape {x.shape}")
+        if self.sum is None:
+            self.sum = np.zeros(x.shape[1])
+            self.outer = np.zeros((x.shape[1], x.shape[1]))
+        elif x.shape[1] != self.sum.shape[0]:
+            raise UserError(f"feature batch has d={x.shape[1]}, earlier batches d={self.sum.shape[0]}: one extractor per statistics")
+        self.sum += x.sum(axis=0)
+        self.outer += x.T @ x
+        self.n += x.shape[0]
+
+    def finalize(self, extractor: str | None = None) -> GaussianStats:
+        if self.n < 2 or self.sum is None:
+            raise UserError(f"Gaussian statistics need at least 2 images, got {self.n}: generate or select more images")
+        mu = self.sum / self.n
+        sigma = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+        _check_rank(self.n, mu.shape[0], "Fréchet distance")
+        return GaussianStats(mu=mu, sigma=sigma, n=self.n, extractor=extractor)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrtm(sigma1 sigma2)), in float64 (pytorch-fid's algorithm)."""
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise UserError(f"Fréchet distance: dimensions differ ({mu1.shape[0]} vs {mu2.shape[0]}): use the same extractor for both sets")
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        # Nearly singular product: regularise both covariances, as pytorch-fid does.
+        warn(f"Fréchet distance: singular covariance product; adding {eps} to the diagonals")
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise UserError(f"Fréchet distance: sqrtm has an imaginary part of {np.max(np.abs(covmean.imag)):.3g} "
+                            f"(singular covariances): use more images than the {sigma1.shape[0]} feature dimensions")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+StatsOrFeatures = Union[GaussianStats, FeatureSet, np.ndarray]
+
+
+def _as_stats(x: StatsOrFeatures) -> GaussianStats:
+    return x if isinstance(x, GaussianStats) else GaussianStats.from_features(x)
+
+
+def fd(generated: StatsOrFeatures, reference: StatsOrFeatures, extractor: str | None = None) -> MetricResult:
+    """FID / FD_<extractor> between generated and reference features (or their statistics).
+
+    ``extractor`` names the features when plain arrays are given.  Raises
+    UserError for features of different extractors or fewer than 2 images; warns
+    (MetricWarning) when N <= d.
+    """
+    g, r = _as_stats(generated), _as_stats(reference)
+    key = check_comparable(g.extractor, r.extractor, g.dim, r.dim, "Fréchet distance") or extractor
+    value = frechet_distance(g.mu, g.sigma, r.mu, r.sigma)
+    return MetricResult(metric=fd_metric_name(key), value=value, n=g.n or 0, n_ref=r.n, extractor=key,
+                        details={"resize": key_resize(key) if key else None, "dim": g.dim})
+
+
+fid = fd

@@ -1,0 +1,84 @@
+"""Improved precision and recall of generative models.
+
+Kynkäänniemi, Karras, Laine, Lehtinen, Aila 2019, "Improved Precision and Recall
+Metric for Assessing Generative Models", NeurIPS.
+
+Each set's manifold is the union of balls around its points, the radius of a
+point being the distance to its k-th nearest neighbour in the same set (itself
+excluded; k = 3 by default):
+
+    in(q, S) = 1  if  ||q - s|| <= r_k(s)  for some s in S
+    precision = mean over generated g of in(g, reference)
+    recall    = mean over reference r of in(r, generated)
+
+Distances are Euclidean, computed in float64 as ||a||² + ||b||² - 2 a·b (clipped
+at 0) in row blocks, and compared squared, as the authors' code (NVlabs
+``precision-recall`` with ``<=``).  Needs more than k points in each set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.errors import UserError
+from bench.metrics.base import Features, MetricInfo, MetricResult, check_comparable, unpack
+
+METRIC_PRECISION = MetricInfo(
+    name="precision", display_name="Precision", higher_is_better=True,
+    paper="Kynkäänniemi et al. 2019, Improved Precision and Recall Metric for Assessing Generative Models (NeurIPS)",
+    formula="share of generated samples inside the reference k-NN manifold (k = 3)",
+    inputs="features of generated and reference images",
+    url="https://arxiv.org/abs/1904.06991", lower_bound=0.0, upper_bound=1.0,
+)
+METRIC_RECALL = MetricInfo(
+    name="recall", display_name="Recall", higher_is_better=True,
+    paper=METRIC_PRECISION.paper,
+    formula="share of reference samples inside the generated k-NN manifold (k = 3)",
+    inputs=METRIC_PRECISION.inputs, url=METRIC_PRECISION.url, lower_bound=0.0, upper_bound=1.0,
+)
+METRICS = (METRIC_PRECISION, METRIC_RECALL)
+
+_BLOCK = 1024
+
+
+def _sq_distances(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
+    return np.maximum(a_sq[:, None] + b_sq[None, :] - 2 * a @ b.T, 0.0)
+
+
+def knn_radii_sq(x: np.ndarray, k: int = 3) -> np.ndarray:
+    """Squared distance of each row of ``x`` to its k-th nearest other row."""
+    if len(x) <= k:
+        raise UserError(f"precision/recall with k={k} needs more than {k} images per set, got {len(x)}")
+    x_sq = (x * x).sum(axis=1)
+    out = np.empty(len(x))
+    for start in range(0, len(x), _BLOCK):
+        d2 = _sq_distances(x[start:start + _BLOCK], x, x_sq[start:start + _BLOCK], x_sq)
+        # Index 0 of the sorted row is the point itself (distance 0), so index k is the k-th neighbour.
+        out[start:start + _BLOCK] = np.partition(d2, k, axis=1)[:, k]
+    return out
+
+
+def in_manifold(query: np.ndarray, support: np.ndarray, radii_sq: np.ndarray) -> np.ndarray:
+    """Bool per query row: within the radius of at least one support row."""
+    q_sq = (query * query).sum(axis=1)
+    s_sq = (support * support).sum(axis=1)
+    out = np.empty(len(query), dtype=bool)
+    for start in range(0, len(query), _BLOCK):
+        d2 = _sq_distances(query[start:start + _BLOCK], support, q_sq[start:start + _BLOCK], s_sq)
+        out[start:start + _BLOCK] = (d2 <= radii_sq[None, :]).any(axis=1)
+    return out
+
+
+def precision_recall(generated: Features, reference: Features, k: int = 3,
+                     extractor: str | None = None) -> tuple[MetricResult, MetricResult]:
+    """(precision, recall) of generated vs reference features."""
+    if k < 1:
+        raise UserError(f"precision/recall needs k >= 1, got {k}")
+    g, kg = unpack(generated, "precision/recall")
+    r, kr = unpack(reference, "precision/recall")
+    key = check_comparable(kg, kr, g.shape[1], r.shape[1], "precision/recall") or extractor
+    precision = float(in_manifold(g, r, knn_radii_sq(r, k)).mean())
+    recall = float(in_manifold(r, g, knn_radii_sq(g, k)).mean())
+    details = {"k": k}
+    return (MetricResult("precision", precision, n=len(g), n_ref=len(r), extractor=key, details=details),
+            MetricResult("recall", recall, n=len(g), n_ref=len(r), extractor=key, details=details))
