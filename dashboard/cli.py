@@ -38,6 +38,7 @@ def streamlit_command(runs: str | Path, host: str = "127.0.0.1", port: int = 850
         "--server.port", str(port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",  # no "Deploy" button: this is a local report viewer
         "--", "--runs", str(Path(runs).resolve()),
     ]  # fmt: skip
 

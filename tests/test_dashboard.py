@@ -227,6 +227,7 @@ def test_streamlit_command(tmp_path: Path) -> None:
     joined = " ".join(cmd)
     assert "--server.address 127.0.0.1 --server.port 8765 --server.headless true" in joined
     assert "--browser.gatherUsageStats false" in joined
+    assert "--client.toolbarMode minimal" in joined
     assert cmd[-3:] == ["--", "--runs", str(tmp_path.resolve())]
 
 

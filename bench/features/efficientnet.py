@@ -55,7 +55,9 @@ def load_model(num_classes: int = 0) -> torch.nn.Module:
     for (src_key, tensor), dst_key in zip(src.items(), dst_keys):
         expected = model.state_dict()[dst_key].shape
         if tensor.shape != expected:
-            raise RuntimeError(f"EfficientNet-Lite0 weight {src_key} {tuple(tensor.shape)} does not fit {dst_key} {tuple(expected)}")
+            raise RuntimeError(
+                f"EfficientNet-Lite0 weight {src_key} {tuple(tensor.shape)} does not fit {dst_key} {tuple(expected)}"
+            )
         state[dst_key] = tensor
     model.load_state_dict(state, strict=True)
     return model.eval()

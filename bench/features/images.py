@@ -25,7 +25,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -85,6 +85,8 @@ def load_image_bytes(data: bytes) -> tuple[np.ndarray, str | None]:
             return to_rgb(im, _png_bit_depth(data))
     except ImageProblem:
         raise
+    except UnidentifiedImageError as e:
+        raise ImageProblem("not a recognised image file (UnidentifiedImageError)") from e
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
         reason = str(e).splitlines()[0] if str(e) else ""
         raise ImageProblem(f"{type(e).__name__}: {reason}".rstrip(": ")) from e

@@ -43,9 +43,25 @@ RESIZE_MODES = ("clean", "tf1-bilinear")
 SIZE = 299
 
 _LAYERS = (
-    "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-    "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-    "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool",
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "MaxPool_1",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "MaxPool_2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Mixed_5d",
+    "Mixed_6a",
+    "Mixed_6b",
+    "Mixed_6c",
+    "Mixed_6d",
+    "Mixed_6e",
+    "Mixed_7a",
+    "Mixed_7b",
+    "Mixed_7c",
+    "AvgPool",
 )
 
 
@@ -74,8 +90,13 @@ class InceptionExtractor(TorchExtractor):
     name = INCEPTION_NAME
     dim = 2048
 
-    def __init__(self, weights: str | os.PathLike | None = None, resize: str = "clean",
-                 device: str = "cpu", dtype: str = "float32"):
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        resize: str = "clean",
+        device: str = "cpu",
+        dtype: str = "float32",
+    ):
         super().__init__(device, dtype)
         if resize not in RESIZE_MODES:
             raise UserError(f"unknown Inception resize mode {resize!r}: use one of {', '.join(RESIZE_MODES)}")
@@ -88,8 +109,9 @@ class InceptionExtractor(TorchExtractor):
         try:
             # torch-fidelity unpickles the file with weights_only=False; refuse anything but tensors first.
             torch.load(self.weights_path, map_location="cpu", weights_only=True)
-            net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
-                                              feature_extractor_weights_path=str(self.weights_path))
+            net = FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(self.weights_path)
+            )
         except Exception as e:  # a wrong or damaged file: unpickling and load_state_dict errors vary
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(f"cannot load Inception weights {self.weights_path} ({first}): use {WEIGHTS_URL}") from e

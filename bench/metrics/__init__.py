@@ -28,28 +28,52 @@ from bench.metrics.precision_recall import precision_recall
 
 #: name -> metadata, for the dashboard and the CLI.
 REGISTRY: dict[str, MetricInfo] = {
-    m.name: m for m in (_fid.METRIC, _kid.METRIC, _is.METRIC, _clip_score.METRIC, _cmmd.METRIC,
-                        *_pr.METRICS, _compositional.METRIC)
+    m.name: m
+    for m in (
+        _fid.METRIC,
+        _kid.METRIC,
+        _is.METRIC,
+        _clip_score.METRIC,
+        _cmmd.METRIC,
+        *_pr.METRICS,
+        _compositional.METRIC,
+    )
 }
 
 
 def metric_info(name: str) -> MetricInfo:
     """Metadata for a metric name as registered ("fid") or as reported ("FID", "FD_dinov2-vitl14", "KID", "IS")."""
     key = name.lower()
-    if key.startswith(("fd_", "fd")) or key == "fid":
+    if key in ("fid", "fd") or key.startswith("fd_"):
         key = "fid"
-    elif key.startswith("kid"):
+    elif key.startswith("kid_"):
         key = "kid"
-    aliases = {"clipscore": "clip_score", "is": "is"}
-    key = aliases.get(key, key)
+    key = {"clipscore": "clip_score"}.get(key, key)
     if key not in REGISTRY:
         raise KeyError(f"unknown metric {name!r}; known: {', '.join(REGISTRY)}")
     return REGISTRY[key]
 
 
 __all__ = [
-    "REGISTRY", "ClipScoreReport", "CompositionalReport", "GaussianStats", "MetricInfo", "MetricResult",
-    "MetricWarning", "StreamingGaussian", "clip_score_report", "clip_scores", "cmmd", "compositional_accuracy", "fd",
-    "fd_metric_name", "frechet_distance", "inception_score", "kid", "metric_info", "mmd_rbf", "polynomial_mmd2",
+    "REGISTRY",
+    "ClipScoreReport",
+    "CompositionalReport",
+    "GaussianStats",
+    "MetricInfo",
+    "MetricResult",
+    "MetricWarning",
+    "StreamingGaussian",
+    "clip_score_report",
+    "clip_scores",
+    "cmmd",
+    "compositional_accuracy",
+    "fd",
+    "fd_metric_name",
+    "frechet_distance",
+    "inception_score",
+    "kid",
+    "metric_info",
+    "mmd_rbf",
+    "polynomial_mmd2",
     "precision_recall",
 ]

@@ -20,12 +20,12 @@ from bench.features.base import FeatureSet
 class MetricInfo:
     """Metadata the dashboard reads (one per metric module, collected in ``bench.metrics.REGISTRY``)."""
 
-    name: str                 # registry key, lower case
-    display_name: str         # what tables and plots show
+    name: str  # registry key, lower case
+    display_name: str  # what tables and plots show
     higher_is_better: bool
-    paper: str                # citation of the definition
-    formula: str              # one line, plain text
-    inputs: str               # what it is computed from
+    paper: str  # citation of the definition
+    formula: str  # one line, plain text
+    inputs: str  # what it is computed from
     url: str = ""
     lower_bound: float | None = None
     upper_bound: float | None = None
@@ -40,16 +40,21 @@ class MetricResult:
 
     metric: str
     value: float
-    n: int                          # generated (or scored) samples used
-    n_ref: int | None = None        # reference samples, for two-sample metrics
-    extractor: str | None = None    # extractor key of the features
+    n: int  # generated (or scored) samples used
+    n_ref: int | None = None  # reference samples, for two-sample metrics
+    extractor: str | None = None  # extractor key of the features
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_row(self) -> dict[str, Any]:
         """A row for metrics.parquet (the caller adds subset and guidance)."""
-        return {"metric": self.metric, "value": float(self.value), "n": int(self.n),
-                "n_ref": None if self.n_ref is None else int(self.n_ref),
-                "extractor": self.extractor, **{k: v for k, v in self.details.items() if np.isscalar(v) or v is None}}
+        return {
+            "metric": self.metric,
+            "value": float(self.value),
+            "n": int(self.n),
+            "n_ref": None if self.n_ref is None else int(self.n_ref),
+            "extractor": self.extractor,
+            **{k: v for k, v in self.details.items() if np.isscalar(v) or v is None},
+        }
 
 
 class MetricWarning(UserWarning):
@@ -83,8 +88,10 @@ def unpack(features: Features, what: str, min_n: int = 2, float64: bool = True) 
 def check_comparable(key_a: str | None, key_b: str | None, dim_a: int, dim_b: int, what: str) -> str | None:
     """Refuse features of different extractors; returns the shared key (or the one known)."""
     if key_a is not None and key_b is not None and key_a != key_b:
-        raise UserError(f"{what}: features come from different extractors ({key_a} vs {key_b}): "
-                        f"extract both sets with the same extractor and settings")
+        raise UserError(
+            f"{what}: features come from different extractors ({key_a} vs {key_b}): "
+            f"extract both sets with the same extractor and settings"
+        )
     if dim_a != dim_b:
         raise UserError(f"{what}: feature dimensions differ ({dim_a} vs {dim_b}): use the same extractor for both sets")
     return key_a if key_a is not None else key_b

@@ -29,14 +29,18 @@ import pandas as pd
 
 from bench.errors import UserError
 from bench.features.base import FeatureSet
-from bench.metrics.base import MetricInfo, MetricResult, check_comparable
+from bench.metrics.base import MetricInfo, MetricResult
 
 METRIC = MetricInfo(
-    name="clip_score", display_name="CLIP score", higher_is_better=True,
+    name="clip_score",
+    display_name="CLIP score",
+    higher_is_better=True,
     paper="Hessel et al. 2021, CLIPScore: A Reference-free Evaluation Metric for Image Captioning (EMNLP)",
     formula="100 · max(cos(E_image, E_text), 0), mean over images",
     inputs="CLIP image embeddings and prompt text embeddings from the same model",
-    url="https://arxiv.org/abs/2104.08718", lower_bound=0.0, upper_bound=100.0,
+    url="https://arxiv.org/abs/2104.08718",
+    lower_bound=0.0,
+    upper_bound=100.0,
 )
 
 
@@ -55,8 +59,10 @@ def clip_scores(image_emb, text_emb) -> np.ndarray:
     img, _ = _rows(image_emb, "image")
     txt, _ = _rows(text_emb, "text")
     if img.shape != txt.shape:
-        raise UserError(f"CLIP score: image embeddings {img.shape} and text embeddings {txt.shape} do not align: "
-                        f"one prompt embedding per image, from the same CLIP model")
+        raise UserError(
+            f"CLIP score: image embeddings {img.shape} and text embeddings {txt.shape} do not align: "
+            f"one prompt embedding per image, from the same CLIP model"
+        )
     img = img / np.linalg.norm(img, axis=1, keepdims=True)
     txt = txt / np.linalg.norm(txt, axis=1, keepdims=True)
     return 100.0 * np.maximum((img * txt).sum(axis=1), 0.0)
@@ -64,14 +70,20 @@ def clip_scores(image_emb, text_emb) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ClipScoreReport:
-    overall: MetricResult       # mean over all images
-    per_image: pd.DataFrame     # samples' columns + clip_score, truncated
-    per_prompt: pd.DataFrame    # prompt_id, group columns, n, mean, max, truncated
-    per_group: pd.DataFrame     # group columns, n_images, n_prompts, mean, n_truncated_prompts
+    overall: MetricResult  # mean over all images
+    per_image: pd.DataFrame  # samples' columns + clip_score, truncated
+    per_prompt: pd.DataFrame  # prompt_id, group columns, n, mean, max, truncated
+    per_group: pd.DataFrame  # group columns, n_images, n_prompts, mean, n_truncated_prompts
 
 
-def clip_score_report(samples: pd.DataFrame, image_emb, text_emb, truncated: Sequence[bool] | None = None,
-                      by: str | Sequence[str] = "category", extractor: str | None = None) -> ClipScoreReport:
+def clip_score_report(
+    samples: pd.DataFrame,
+    image_emb,
+    text_emb,
+    truncated: Sequence[bool] | None = None,
+    by: str | Sequence[str] = "category",
+    extractor: str | None = None,
+) -> ClipScoreReport:
     """CLIP scores of images (rows of ``samples``, which needs ``prompt_id`` and the ``by`` columns).
 
     ``image_emb`` and ``text_emb`` are aligned with ``samples`` rows (the prompt's
@@ -88,9 +100,12 @@ def clip_score_report(samples: pd.DataFrame, image_emb, text_emb, truncated: Seq
     if len(scores) != len(samples):
         raise UserError(f"CLIP score: {len(scores)} embeddings for {len(samples)} samples: align them row by row")
     key_img = image_emb.extractor if isinstance(image_emb, FeatureSet) else None
+    if key_img and extractor and key_img != extractor:
+        raise UserError(
+            f"CLIP score: image embeddings come from {key_img}, not {extractor}: "
+            f"embed images and prompts with the same CLIP model"
+        )
     key = key_img or extractor
-    if key_img and extractor:
-        check_comparable(key_img, extractor, 0, 0, "CLIP score")
     trunc = np.zeros(len(samples), bool) if truncated is None else np.asarray(truncated, dtype=bool)
     if trunc.shape != (len(samples),):
         raise UserError(f"CLIP score: {trunc.shape[0]} truncation flags for {len(samples)} samples")
@@ -98,17 +113,32 @@ def clip_score_report(samples: pd.DataFrame, image_emb, text_emb, truncated: Seq
     per_image = samples.reset_index(drop=True).copy()
     per_image["clip_score"] = scores
     per_image["truncated"] = trunc
-    per_prompt = (per_image.groupby(["prompt_id", *by], dropna=False, sort=True)
-                  .agg(n=("clip_score", "size"), mean=("clip_score", "mean"), max=("clip_score", "max"),
-                       truncated=("truncated", "any"))
-                  .reset_index())
-    per_group = (per_image.groupby(by, dropna=False, sort=True)
-                 .agg(n_images=("clip_score", "size"), n_prompts=("prompt_id", "nunique"), mean=("clip_score", "mean"))
-                 .reset_index())
+    per_prompt = (
+        per_image.groupby(["prompt_id", *by], dropna=False, sort=True)
+        .agg(
+            n=("clip_score", "size"),
+            mean=("clip_score", "mean"),
+            max=("clip_score", "max"),
+            truncated=("truncated", "any"),
+        )
+        .reset_index()
+    )
+    per_group = (
+        per_image.groupby(by, dropna=False, sort=True)
+        .agg(n_images=("clip_score", "size"), n_prompts=("prompt_id", "nunique"), mean=("clip_score", "mean"))
+        .reset_index()
+    )
     n_trunc = per_prompt.groupby(by, dropna=False, sort=True)["truncated"].sum().to_numpy()
     per_group["n_truncated_prompts"] = n_trunc.astype(int)
-    overall = MetricResult(metric="CLIPScore", value=float(scores.mean()), n=len(scores), extractor=key,
-                           details={"n_prompts": int(per_image["prompt_id"].nunique()),
-                                    "n_truncated_prompts": int(per_prompt["truncated"].sum()),
-                                    "n_truncated_images": int(trunc.sum())})
+    overall = MetricResult(
+        metric="CLIPScore",
+        value=float(scores.mean()),
+        n=len(scores),
+        extractor=key,
+        details={
+            "n_prompts": int(per_image["prompt_id"].nunique()),
+            "n_truncated_prompts": int(per_prompt["truncated"].sum()),
+            "n_truncated_images": int(trunc.sum()),
+        },
+    )
     return ClipScoreReport(overall=overall, per_image=per_image, per_prompt=per_prompt, per_group=per_group)

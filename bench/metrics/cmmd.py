@@ -22,7 +22,9 @@ import numpy as np
 from bench.metrics.base import Features, MetricInfo, MetricResult, check_comparable, unpack, warn
 
 METRIC = MetricInfo(
-    name="cmmd", display_name="CMMD", higher_is_better=False,
+    name="cmmd",
+    display_name="CMMD",
+    higher_is_better=False,
     paper="Jayasumana et al. 2024, Rethinking FID: Towards a Better Evaluation Metric for Image Generation (CVPR)",
     formula="1000 · (mean k(x,x') + mean k(y,y') - 2 mean k(x,y)), k = exp(-||x-y||² / (2·10²))",
     inputs="L2-normalised CLIP image embeddings of generated and reference images",
@@ -40,8 +42,8 @@ def _mean_rbf(x: np.ndarray, y: np.ndarray, gamma: float) -> float:
     y_sq = (y * y).sum(axis=1)
     total = 0.0
     for start in range(0, len(x), _BLOCK):
-        xb = x[start:start + _BLOCK]
-        d2 = -2 * xb @ y.T + x_sq[start:start + _BLOCK, None] + y_sq[None, :]
+        xb = x[start : start + _BLOCK]
+        d2 = -2 * xb @ y.T + x_sq[start : start + _BLOCK, None] + y_sq[None, :]
         total += np.exp(-gamma * d2).sum()
     return total / (len(x) * len(y))
 
@@ -50,7 +52,7 @@ def mmd_rbf(x: np.ndarray, y: np.ndarray, sigma: float = SIGMA, scale: float = S
     """scale · biased MMD² with k = exp(-||x-y||² / (2 sigma²)) (``cmmd/distance.py: mmd``)."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
-    gamma = 1.0 / (2 * sigma ** 2)
+    gamma = 1.0 / (2 * sigma**2)
     return float(scale * (_mean_rbf(x, x, gamma) + _mean_rbf(y, y, gamma) - 2 * _mean_rbf(x, y, gamma)))
 
 
@@ -62,5 +64,11 @@ def cmmd(generated: Features, reference: Features, extractor: str | None = None)
     for what, arr in (("generated", x), ("reference", y)):
         if not np.allclose(np.linalg.norm(arr, axis=1), 1.0, atol=1e-3):
             warn(f"CMMD: {what} embeddings are not L2-normalised; the reference CMMD normalises CLIP embeddings")
-    return MetricResult(metric="CMMD", value=mmd_rbf(x, y), n=len(x), n_ref=len(y), extractor=key,
-                        details={"sigma": SIGMA, "scale": SCALE})
+    return MetricResult(
+        metric="CMMD",
+        value=mmd_rbf(x, y),
+        n=len(x),
+        n_ref=len(y),
+        extractor=key,
+        details={"sigma": SIGMA, "scale": SCALE},
+    )

@@ -27,11 +27,16 @@ from bench.errors import UserError
 from bench.metrics.base import MetricInfo, MetricResult
 
 METRIC = MetricInfo(
-    name="compositional_accuracy", display_name="Compositional accuracy", higher_is_better=True,
-    paper="Ghosh et al. 2023, GenEval: An Object-Focused Framework for Evaluating Text-to-Image Alignment (NeurIPS D&B)",
+    name="compositional_accuracy",
+    display_name="Compositional accuracy",
+    higher_is_better=True,
+    paper="Ghosh et al. 2023, GenEval: An Object-Focused Framework for Evaluating Text-to-Image Alignment "
+    "(NeurIPS D&B)",
     formula="share of images whose detected objects satisfy every constrained field of the prompt spec",
     inputs="generated images and the prompt specs (shapes prompt set), judged by bench.world.detect.check",
-    url="https://arxiv.org/abs/2310.11513", lower_bound=0.0, upper_bound=1.0,
+    url="https://arxiv.org/abs/2310.11513",
+    lower_bound=0.0,
+    upper_bound=1.0,
 )
 
 FIELDS = ("shape", "colour", "size", "count", "relation")
@@ -41,8 +46,8 @@ CheckFn = Callable[[Mapping[str, Any], Any], Mapping[str, Any]]
 @dataclass(frozen=True)
 class CompositionalReport:
     overall: MetricResult
-    per_image: pd.DataFrame   # samples' columns + correct + one column per field verdict
-    per_group: pd.DataFrame   # group columns, n, accuracy, and the accuracy of each field where constrained
+    per_image: pd.DataFrame  # samples' columns + correct + one column per field verdict
+    per_group: pd.DataFrame  # group columns, n, accuracy, and the accuracy of each field where constrained
 
 
 def _open(image: Any) -> Any:
@@ -56,9 +61,13 @@ def _open(image: Any) -> Any:
     return image
 
 
-def compositional_accuracy(samples: pd.DataFrame, images: Sequence[Any], check_fn: CheckFn | None = None,
-                           specs: Mapping[str, Mapping[str, Any]] | None = None,
-                           by: str | Sequence[str] = "category") -> CompositionalReport:
+def compositional_accuracy(
+    samples: pd.DataFrame,
+    images: Sequence[Any],
+    check_fn: CheckFn | None = None,
+    specs: Mapping[str, Mapping[str, Any]] | None = None,
+    by: str | Sequence[str] = "category",
+) -> CompositionalReport:
     """Judge each image (aligned with ``samples`` rows: PIL, array or path) against its prompt's spec.
 
     Specs come from ``specs[prompt_id]`` or else a ``spec`` column of ``samples``;
@@ -67,9 +76,13 @@ def compositional_accuracy(samples: pd.DataFrame, images: Sequence[Any], check_f
     by = [by] if isinstance(by, str) else list(by)
     missing = [c for c in ["prompt_id", *by] if c not in samples.columns]
     if missing:
-        raise UserError(f"compositional accuracy: samples table lacks column(s) {missing}: use the run's samples.parquet")
+        raise UserError(
+            f"compositional accuracy: samples table lacks column(s) {missing}: use the run's samples.parquet"
+        )
     if len(images) != len(samples):
-        raise UserError(f"compositional accuracy: {len(images)} images for {len(samples)} samples: align them row by row")
+        raise UserError(
+            f"compositional accuracy: {len(images)} images for {len(samples)} samples: align them row by row"
+        )
     if len(samples) == 0:
         raise UserError("compositional accuracy: no images to judge")
     if check_fn is None:
@@ -79,8 +92,10 @@ def compositional_accuracy(samples: pd.DataFrame, images: Sequence[Any], check_f
     for i, row in rows.iterrows():
         spec = specs.get(row["prompt_id"]) if specs is not None else row.get("spec")
         if spec is None or (isinstance(spec, float) and np.isnan(spec)):
-            raise UserError(f"compositional accuracy: prompt {row['prompt_id']} has no spec: "
-                            f"use a prompt set with specs (e.g. shapes) or drop such prompts")
+            raise UserError(
+                f"compositional accuracy: prompt {row['prompt_id']} has no spec: "
+                f"use a prompt set with specs (e.g. shapes) or drop such prompts"
+            )
         result = check_fn(spec, _open(images[i]))
         verdicts.append({"correct": bool(result["correct"]), **{f: result.get(f) for f in FIELDS}})
     per_image = pd.concat([rows, pd.DataFrame(verdicts)], axis=1)
@@ -94,6 +109,10 @@ def compositional_accuracy(samples: pd.DataFrame, images: Sequence[Any], check_f
 
     per_group = per_image.groupby(by, dropna=False, sort=True)[["correct", *FIELDS]].apply(summarise).reset_index()
     per_group["n"] = per_group["n"].astype(int)
-    overall = MetricResult("compositional_accuracy", float(per_image["correct"].mean()), n=len(per_image),
-                           details={"n_prompts": int(per_image["prompt_id"].nunique())})
+    overall = MetricResult(
+        "compositional_accuracy",
+        float(per_image["correct"].mean()),
+        n=len(per_image),
+        details={"n_prompts": int(per_image["prompt_id"].nunique())},
+    )
     return CompositionalReport(overall=overall, per_image=per_image, per_group=per_group)

@@ -45,16 +45,20 @@ from bench.features.base import INCEPTION_NAME, FeatureSet, key_name, key_resize
 from bench.metrics.base import Features, MetricInfo, MetricResult, check_comparable, unpack, warn
 
 METRIC = MetricInfo(
-    name="fid", display_name="FID", higher_is_better=False,
-    paper="Heusel et al. 2017, GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium (NeurIPS)",
+    name="fid",
+    display_name="FID",
+    higher_is_better=False,
+    paper="Heusel et al. 2017, GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium "
+    "(NeurIPS)",
     formula="||mu_g - mu_r||^2 + Tr(S_g + S_r - 2 (S_g S_r)^(1/2)), Gaussian fits of features",
     inputs="Inception-v3 pool3 features of generated and reference images (FD_<extractor> for other features)",
-    url="https://arxiv.org/abs/1706.08500", lower_bound=0.0,
+    url="https://arxiv.org/abs/1706.08500",
+    lower_bound=0.0,
 )
 
 
 def fd_metric_name(extractor: str | None) -> str:
-    """"FID" for Inception pool3 features, "FD_<name>" for others, "FD" when unknown."""
+    """ "FID" for Inception pool3 features, "FD_<name>" for others, "FD" when unknown."""
     if extractor is None:
         return "FD"
     name = key_name(extractor)
@@ -63,8 +67,10 @@ def fd_metric_name(extractor: str | None) -> str:
 
 def _check_rank(n: int | None, d: int, what: str) -> None:
     if n is not None and n <= d:
-        warn(f"{what}: N={n} samples <= d={d} feature dimensions: the covariance is singular and the "
-             f"Fréchet distance is unreliable; use more than {d} images")
+        warn(
+            f"{what}: N={n} samples <= d={d} feature dimensions: the covariance is singular and the "
+            f"Fréchet distance is unreliable; use more than {d} images"
+        )
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class GaussianStats:
         arr, key = unpack(features, "Gaussian statistics", float64=False)
         acc = StreamingGaussian()
         for start in range(0, len(arr), batch_size):
-            acc.update(arr[start:start + batch_size])
+            acc.update(arr[start : start + batch_size])
         return acc.finalize(key)
 
     def save_npz(self, path: str | os.PathLike) -> Path:
@@ -108,21 +114,29 @@ class GaussianStats:
         try:
             with np.load(path, allow_pickle=False) as f:
                 if "mu" not in f or "sigma" not in f:
-                    raise UserError(f"{path} is not a statistics file (needs arrays 'mu' and 'sigma'): "
-                                    f"write it with GaussianStats.save_npz or pytorch-fid --save-stats")
+                    raise UserError(
+                        f"{path} is not a statistics file (needs arrays 'mu' and 'sigma'): "
+                        f"write it with GaussianStats.save_npz or pytorch-fid --save-stats"
+                    )
                 mu, sigma = f["mu"].astype(np.float64), f["sigma"].astype(np.float64)
                 extractor = str(f["extractor"]) if "extractor" in f else None
                 n = int(f["n"]) if "n" in f else None
         except (OSError, ValueError) as e:
             raise UserError(f"cannot read reference statistics {path} ({type(e).__name__}): check the path") from e
         if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-            raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit: rebuild the reference statistics")
+            raise UserError(
+                f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit: rebuild the reference statistics"
+            )
         if expect_extractor is not None and extractor is not None and extractor != expect_extractor:
-            raise UserError(f"reference {path} was made with extractor {extractor}, not {expect_extractor}: "
-                            f"rebuild the reference with the same extractor and settings")
+            raise UserError(
+                f"reference {path} was made with extractor {extractor}, not {expect_extractor}: "
+                f"rebuild the reference with the same extractor and settings"
+            )
         if extractor is None:
-            warn(f"reference {path} does not record its extractor (pytorch-fid / clean-fid file?): "
-                 f"assuming it matches; pytorch-fid and clean-fid use Inception pool3 with their own resize")
+            warn(
+                f"reference {path} does not record its extractor (pytorch-fid / clean-fid file?): "
+                f"assuming it matches; pytorch-fid and clean-fid use Inception pool3 with their own resize"
+            )
         _check_rank(n, mu.shape[0], f"reference {path}")
         return cls(mu=mu, sigma=sigma, n=n, extractor=extractor)
 
@@ -130,8 +144,8 @@ class GaussianStats:
 class StreamingGaussian:
     """Accumulate sum(x) and sum(x x^T) in float64 over batches; ``finalize`` -> GaussianStats.
 
-        mu = sum(x) / N
-        S  = (sum(x x^T) - N mu mu^T) / (N - 1)
+    mu = sum(x) / N
+    S  = (sum(x x^T) - N mu mu^T) / (N - 1)
     """
 
     def __init__(self) -> None:
@@ -147,7 +161,9 @@ class StreamingGaussian:
             self.sum = np.zeros(x.shape[1])
             self.outer = np.zeros((x.shape[1], x.shape[1]))
         elif x.shape[1] != self.sum.shape[0]:
-            raise UserError(f"feature batch has d={x.shape[1]}, earlier batches d={self.sum.shape[0]}: one extractor per statistics")
+            raise UserError(
+                f"feature batch has d={x.shape[1]}, earlier batches d={self.sum.shape[0]}: one extractor per statistics"
+            )
         self.sum += x.sum(axis=0)
         self.outer += x.T @ x
         self.n += x.shape[0]
@@ -161,13 +177,17 @@ class StreamingGaussian:
         return GaussianStats(mu=mu, sigma=sigma, n=self.n, extractor=extractor)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrtm(sigma1 sigma2)), in float64 (pytorch-fid's algorithm)."""
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise UserError(f"Fréchet distance: dimensions differ ({mu1.shape[0]} vs {mu2.shape[0]}): use the same extractor for both sets")
+        raise UserError(
+            f"Fréchet distance: dimensions differ ({mu1.shape[0]} vs {mu2.shape[0]}): "
+            f"use the same extractor for both sets"
+        )
     diff = mu1 - mu2
     covmean = linalg.sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
@@ -177,8 +197,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise UserError(f"Fréchet distance: sqrtm has an imaginary part of {np.max(np.abs(covmean.imag)):.3g} "
-                            f"(singular covariances): use more images than the {sigma1.shape[0]} feature dimensions")
+            raise UserError(
+                f"Fréchet distance: sqrtm has an imaginary part of {np.max(np.abs(covmean.imag)):.3g} "
+                f"(singular covariances): use more images than the {sigma1.shape[0]} feature dimensions"
+            )
         covmean = covmean.real
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
@@ -200,8 +222,14 @@ def fd(generated: StatsOrFeatures, reference: StatsOrFeatures, extractor: str | 
     g, r = _as_stats(generated), _as_stats(reference)
     key = check_comparable(g.extractor, r.extractor, g.dim, r.dim, "Fréchet distance") or extractor
     value = frechet_distance(g.mu, g.sigma, r.mu, r.sigma)
-    return MetricResult(metric=fd_metric_name(key), value=value, n=g.n or 0, n_ref=r.n, extractor=key,
-                        details={"resize": key_resize(key) if key else None, "dim": g.dim})
+    return MetricResult(
+        metric=fd_metric_name(key),
+        value=value,
+        n=g.n or 0,
+        n_ref=r.n,
+        extractor=key,
+        details={"resize": key_resize(key) if key else None, "dim": g.dim},
+    )
 
 
 fid = fd

@@ -26,11 +26,14 @@ from bench.errors import UserError
 from bench.metrics.base import MetricInfo, MetricResult, unpack
 
 METRIC = MetricInfo(
-    name="is", display_name="Inception Score", higher_is_better=True,
+    name="is",
+    display_name="Inception Score",
+    higher_is_better=True,
     paper="Salimans et al. 2016, Improved Techniques for Training GANs (NeurIPS)",
     formula="exp(E_x KL(p(y|x) || p(y))), mean and std over 10 splits",
     inputs="Inception-v3 logits (unbiased) of generated images",
-    url="https://arxiv.org/abs/1606.03498", lower_bound=1.0,
+    url="https://arxiv.org/abs/1606.03498",
+    lower_bound=1.0,
 )
 
 
@@ -43,8 +46,12 @@ def inception_score_splits(logits: np.ndarray, splits: int = 10) -> np.ndarray:
     scores = np.empty(splits)
     for i in range(splits):
         lo, hi = i * n // splits, (i + 1) * n // splits
-        log_q = np.log(p[lo:hi].mean(axis=0, keepdims=True))
-        kl = (p[lo:hi] * (log_p[lo:hi] - log_q)).sum(axis=1)
+        part = p[lo:hi]
+        # p log(p/q) -> 0 as p -> 0: an underflowed p = 0 (so q may be 0) contributes 0, not NaN.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_q = np.log(part.mean(axis=0, keepdims=True))
+            terms = np.where(part > 0, part * (log_p[lo:hi] - log_q), 0.0)
+        kl = terms.sum(axis=1)
         scores[i] = np.exp(kl.mean())
     return scores
 
@@ -54,8 +61,11 @@ def inception_score(logits: np.ndarray, splits: int = 10) -> MetricResult:
     x, _ = unpack(logits, "Inception Score")
     if splits < 1 or x.shape[0] < splits:
         # An empty split has no marginal (NaN); ask for at least one image per split.
-        raise UserError(f"Inception Score with {splits} splits needs at least {splits} images, got {x.shape[0]}: "
-                        f"generate more images or use fewer splits")
+        raise UserError(
+            f"Inception Score with {splits} splits needs at least {splits} images, got {x.shape[0]}: "
+            f"generate more images or use fewer splits"
+        )
     scores = inception_score_splits(x, splits)
-    return MetricResult(metric="IS", value=float(scores.mean()), n=x.shape[0],
-                        details={"std": float(scores.std()), "splits": splits})
+    return MetricResult(
+        metric="IS", value=float(scores.mean()), n=x.shape[0], details={"std": float(scores.std()), "splits": splits}
+    )

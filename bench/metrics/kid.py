@@ -30,7 +30,9 @@ from bench.features.base import INCEPTION_NAME, key_name
 from bench.metrics.base import Features, MetricInfo, MetricResult, check_comparable, unpack, warn
 
 METRIC = MetricInfo(
-    name="kid", display_name="KID", higher_is_better=False,
+    name="kid",
+    display_name="KID",
+    higher_is_better=False,
     paper="Bińkowski et al. 2018, Demystifying MMD GANs (ICLR)",
     formula="mean over subsets of unbiased MMD^2 with k(x,y) = (x·y/d + 1)^3",
     inputs="Inception-v3 pool3 features (any extractor's features give KID_<extractor>)",
@@ -40,8 +42,9 @@ METRIC = MetricInfo(
 DEFAULT_SEED = 2020  # torch-fidelity's default rng_seed
 
 
-def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None,
-                      coef0: float = 1.0) -> np.ndarray:
+def polynomial_kernel(
+    x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef0: float = 1.0
+) -> np.ndarray:
     """k(x, y) = (gamma x·y + coef0)^degree, gamma = 1/d by default."""
     if gamma is None:
         gamma = 1.0 / x.shape[1]
@@ -56,16 +59,27 @@ def mmd2_unbiased(k_xx: np.ndarray, k_xy: np.ndarray, k_yy: np.ndarray) -> float
     return float((sum_xx + sum_yy) / (m * (m - 1)) - 2 * k_xy.sum() / (m * m))
 
 
-def polynomial_mmd2(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None,
-                    coef0: float = 1.0) -> float:
+def polynomial_mmd2(
+    x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef0: float = 1.0
+) -> float:
     """Unbiased MMD² of one pair of subsets with the polynomial kernel."""
-    return mmd2_unbiased(polynomial_kernel(x, x, degree, gamma, coef0),
-                         polynomial_kernel(x, y, degree, gamma, coef0),
-                         polynomial_kernel(y, y, degree, gamma, coef0))
+    return mmd2_unbiased(
+        polynomial_kernel(x, x, degree, gamma, coef0),
+        polynomial_kernel(x, y, degree, gamma, coef0),
+        polynomial_kernel(y, y, degree, gamma, coef0),
+    )
 
 
-def kid_subsets(x: np.ndarray, y: np.ndarray, num_subsets: int = 100, subset_size: int = 1000,
-                seed: int = DEFAULT_SEED, degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> np.ndarray:
+def kid_subsets(
+    x: np.ndarray,
+    y: np.ndarray,
+    num_subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = DEFAULT_SEED,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef0: float = 1.0,
+) -> np.ndarray:
     """MMD² of each subset pair (float64 arrays in, ``num_subsets`` values out); subset_size must be <= both N."""
     rng = np.random.RandomState(seed)
     out = np.zeros(num_subsets)
@@ -76,8 +90,14 @@ def kid_subsets(x: np.ndarray, y: np.ndarray, num_subsets: int = 100, subset_siz
     return out
 
 
-def kid(generated: Features, reference: Features, num_subsets: int = 100, subset_size: int = 1000,
-        seed: int = DEFAULT_SEED, extractor: str | None = None) -> MetricResult:
+def kid(
+    generated: Features,
+    reference: Features,
+    num_subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = DEFAULT_SEED,
+    extractor: str | None = None,
+) -> MetricResult:
     """KID (mean of subset MMD²) with ``details["std"]``; the subset size is clamped to the smaller set."""
     x, kx = unpack(generated, "KID")
     y, ky = unpack(reference, "KID")
@@ -86,10 +106,23 @@ def kid(generated: Features, reference: Features, num_subsets: int = 100, subset
         raise UserError(f"KID needs num_subsets >= 1 and subset_size >= 2, got {num_subsets} and {subset_size}")
     size = min(subset_size, len(x), len(y))
     if size < subset_size:
-        warn(f"KID: subset size {subset_size} > number of samples (generated {len(x)}, reference {len(y)}); "
-             f"using subsets of {size}")
+        warn(
+            f"KID: subset size {subset_size} > number of samples (generated {len(x)}, reference {len(y)}); "
+            f"using subsets of {size}"
+        )
     values = kid_subsets(x, y, num_subsets, size, seed)
     name = "KID" if key is None or key_name(key) == INCEPTION_NAME else f"KID_{key_name(key)}"
-    return MetricResult(metric=name, value=float(values.mean()), n=len(x), n_ref=len(y), extractor=key,
-                        details={"std": float(values.std()), "num_subsets": num_subsets, "subset_size": size,
-                                 "subset_size_clamped": size < subset_size, "seed": seed})
+    return MetricResult(
+        metric=name,
+        value=float(values.mean()),
+        n=len(x),
+        n_ref=len(y),
+        extractor=key,
+        details={
+            "std": float(values.std()),
+            "num_subsets": num_subsets,
+            "subset_size": size,
+            "subset_size_clamped": size < subset_size,
+            "seed": seed,
+        },
+    )

@@ -24,17 +24,26 @@ from bench.errors import UserError
 from bench.metrics.base import Features, MetricInfo, MetricResult, check_comparable, unpack
 
 METRIC_PRECISION = MetricInfo(
-    name="precision", display_name="Precision", higher_is_better=True,
+    name="precision",
+    display_name="Precision",
+    higher_is_better=True,
     paper="Kynkäänniemi et al. 2019, Improved Precision and Recall Metric for Assessing Generative Models (NeurIPS)",
     formula="share of generated samples inside the reference k-NN manifold (k = 3)",
     inputs="features of generated and reference images",
-    url="https://arxiv.org/abs/1904.06991", lower_bound=0.0, upper_bound=1.0,
+    url="https://arxiv.org/abs/1904.06991",
+    lower_bound=0.0,
+    upper_bound=1.0,
 )
 METRIC_RECALL = MetricInfo(
-    name="recall", display_name="Recall", higher_is_better=True,
+    name="recall",
+    display_name="Recall",
+    higher_is_better=True,
     paper=METRIC_PRECISION.paper,
     formula="share of reference samples inside the generated k-NN manifold (k = 3)",
-    inputs=METRIC_PRECISION.inputs, url=METRIC_PRECISION.url, lower_bound=0.0, upper_bound=1.0,
+    inputs=METRIC_PRECISION.inputs,
+    url=METRIC_PRECISION.url,
+    lower_bound=0.0,
+    upper_bound=1.0,
 )
 METRICS = (METRIC_PRECISION, METRIC_RECALL)
 
@@ -52,9 +61,9 @@ def knn_radii_sq(x: np.ndarray, k: int = 3) -> np.ndarray:
     x_sq = (x * x).sum(axis=1)
     out = np.empty(len(x))
     for start in range(0, len(x), _BLOCK):
-        d2 = _sq_distances(x[start:start + _BLOCK], x, x_sq[start:start + _BLOCK], x_sq)
+        d2 = _sq_distances(x[start : start + _BLOCK], x, x_sq[start : start + _BLOCK], x_sq)
         # Index 0 of the sorted row is the point itself (distance 0), so index k is the k-th neighbour.
-        out[start:start + _BLOCK] = np.partition(d2, k, axis=1)[:, k]
+        out[start : start + _BLOCK] = np.partition(d2, k, axis=1)[:, k]
     return out
 
 
@@ -64,13 +73,14 @@ def in_manifold(query: np.ndarray, support: np.ndarray, radii_sq: np.ndarray) ->
     s_sq = (support * support).sum(axis=1)
     out = np.empty(len(query), dtype=bool)
     for start in range(0, len(query), _BLOCK):
-        d2 = _sq_distances(query[start:start + _BLOCK], support, q_sq[start:start + _BLOCK], s_sq)
-        out[start:start + _BLOCK] = (d2 <= radii_sq[None, :]).any(axis=1)
+        d2 = _sq_distances(query[start : start + _BLOCK], support, q_sq[start : start + _BLOCK], s_sq)
+        out[start : start + _BLOCK] = (d2 <= radii_sq[None, :]).any(axis=1)
     return out
 
 
-def precision_recall(generated: Features, reference: Features, k: int = 3,
-                     extractor: str | None = None) -> tuple[MetricResult, MetricResult]:
+def precision_recall(
+    generated: Features, reference: Features, k: int = 3, extractor: str | None = None
+) -> tuple[MetricResult, MetricResult]:
     """(precision, recall) of generated vs reference features."""
     if k < 1:
         raise UserError(f"precision/recall needs k >= 1, got {k}")
@@ -80,5 +90,7 @@ def precision_recall(generated: Features, reference: Features, k: int = 3,
     precision = float(in_manifold(g, r, knn_radii_sq(r, k)).mean())
     recall = float(in_manifold(r, g, knn_radii_sq(g, k)).mean())
     details = {"k": k}
-    return (MetricResult("precision", precision, n=len(g), n_ref=len(r), extractor=key, details=details),
-            MetricResult("recall", recall, n=len(g), n_ref=len(r), extractor=key, details=details))
+    return (
+        MetricResult("precision", precision, n=len(g), n_ref=len(r), extractor=key, details=details),
+        MetricResult("recall", recall, n=len(g), n_ref=len(r), extractor=key, details=details),
+    )

@@ -12,6 +12,12 @@ from bench.errors import UserError
 from bench.features.base import FeatureSet
 from bench.metrics import GaussianStats, MetricWarning, StreamingGaussian, fd, fd_metric_name, frechet_distance
 
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
 pytorch_fid = pytest.importorskip("pytorch_fid.fid_score")
 
 
@@ -126,7 +132,9 @@ def test_npz_round_trip_and_pytorch_fid_interop(rng, tmp_path):
     np.testing.assert_array_equal(loaded.sigma, ga.sigma)
     # pytorch-fid reads our file (it only looks at mu and sigma) and gets the same FD.
     mu, sigma = pytorch_fid.compute_statistics_of_path(str(path), None, 1, 2048, "cpu")
-    assert pytorch_fid.calculate_frechet_distance(mu, sigma, gb.mu, gb.sigma) == pytest.approx(fd(loaded, gb).value, rel=1e-12)
+    assert pytorch_fid.calculate_frechet_distance(mu, sigma, gb.mu, gb.sigma) == pytest.approx(
+        fd(loaded, gb).value, rel=1e-12
+    )
 
 
 def test_reference_from_another_extractor_is_refused(rng, tmp_path):

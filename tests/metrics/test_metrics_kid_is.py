@@ -10,6 +10,12 @@ from bench.errors import UserError
 from bench.features.base import FeatureSet
 from bench.metrics import MetricWarning, inception_score, kid, polynomial_mmd2
 
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
 torch = pytest.importorskip("torch")
 
 
@@ -19,15 +25,24 @@ def feats(rng, n, d=8, shift=0.0):
 
 # ---- KID -------------------------------------------------------------------------------------------
 
+
 def test_kid_matches_torch_fidelity_with_the_same_subsets(rng):
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     x, y = feats(rng, 80), feats(rng, 90, shift=0.2)
-    ref = kid_features_to_metric(torch.from_numpy(x), torch.from_numpy(y), kid_subsets=5, kid_subset_size=50,
-                                 kid_degree=3, kid_gamma=None, kid_coef0=1, rng_seed=2020, verbose=False)
+    kwargs = dict(
+        kid_subsets=5, kid_subset_size=50, kid_degree=3, kid_gamma=None, kid_coef0=1, rng_seed=2020, verbose=False
+    )
+    # torch-fidelity computes in the features' dtype: float64 in, the same formula as ours.
+    ref = kid_features_to_metric(
+        torch.from_numpy(x.astype(np.float64)), torch.from_numpy(y.astype(np.float64)), **kwargs
+    )
     ours = kid(x, y, num_subsets=5, subset_size=50)
     assert ours.value == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-9)
     assert ours.details["std"] == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-9)
+    # On float32 tensors torch-fidelity's kernels are float32: same subsets, ~1e-7 rounding.
+    ref32 = kid_features_to_metric(torch.from_numpy(x), torch.from_numpy(y), **kwargs)
+    assert ours.value == pytest.approx(ref32["kernel_inception_distance_mean"], rel=1e-5)
     assert ours.metric == "KID" and ours.n == 80 and ours.n_ref == 90
 
 
@@ -73,11 +88,14 @@ def test_kid_bad_input(rng):
         kid(x[:1], x)
     with pytest.raises(UserError, match="different extractors"):
         kid(FeatureSet(x, FAKE_INCEPTION_KEY), FeatureSet(x, FAKE_OTHER_KEY), subset_size=10)
-    assert kid(FeatureSet(x, FAKE_OTHER_KEY), FeatureSet(x, FAKE_OTHER_KEY), num_subsets=2, subset_size=10).metric == \
-        "KID_efficientnet-lite0"
+    assert (
+        kid(FeatureSet(x, FAKE_OTHER_KEY), FeatureSet(x, FAKE_OTHER_KEY), num_subsets=2, subset_size=10).metric
+        == "KID_efficientnet-lite0"
+    )
 
 
 # ---- Inception Score -----------------------------------------------------------------------------
+
 
 def logits(rng, n=60, classes=1008):
     return (rng.normal(size=(n, classes)) * 3).astype(np.float32)
@@ -93,6 +111,7 @@ def test_is_matches_torch_fidelity(rng):
     assert ours.details["std"] == pytest.approx(ref["inception_score_std"], rel=1e-8)
 
 
+@pytest.mark.filterwarnings("ignore:Metric `InceptionScore` will save")
 def test_is_matches_torchmetrics_formula(rng):
     from torchmetrics.image.inception import InceptionScore
 
