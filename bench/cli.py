@@ -15,6 +15,7 @@ EPILOG = """examples:
   t2i-bench generate --prompts drawbench --per-category 1 --guidance 1,7.5 --steps 10 --out runs/demo
   t2i-bench generate --model runwayml/stable-diffusion-v1-5 --prompts parti --dtype float16 --out runs/sd15-parti
   t2i-bench import my_dalle_images/ --prompts my_prompts.csv --model-name dall-e-3 --out runs/dalle3
+  t2i-bench score runs/demo --reference runs/other --features efficientnet-lite0
 """
 
 GENERATE_EPILOG = """examples:
@@ -108,6 +109,45 @@ def run_import(args) -> int:
     return 0
 
 
+SCORE_EPILOG = """examples:
+  # FD on EfficientNet-Lite0 features (works offline) against another run, per guidance
+  t2i-bench score runs/demo --reference runs/other --features efficientnet-lite0
+  # FID with Inception weights from a local file, against pytorch-fid / clean-fid statistics
+  t2i-bench score runs/sd21 --reference coco30k_stats.npz --inception-weights pt_inception-2015-12-05-6726825d.pth
+  # CLIP score with an open_clip model from the cache
+  t2i-bench score runs/sd21 --features "" --clip ViT-B-32@laion2b_s34b_b79k
+"""
+
+
+def add_score_parser(sub) -> None:
+    p = sub.add_parser("score", help="score a run: FD/FID, KID, IS, precision/recall, CLIP score, CMMD, compositional accuracy",
+                       epilog=SCORE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="run directory")
+    p.add_argument("--reference", help="folder of images, another run directory, or a .npz with mu/sigma")
+    p.add_argument("--features", default="inception",
+                   help="comma-separated image extractors: inception, efficientnet-lite0, dinov2, clip:MODEL@TAG (default inception; '' for none)")
+    p.add_argument("--clip", help="CLIP for CLIP score/CMMD: 'builtin' (the shapes-world evaluator) or MODEL@TAG")
+    p.add_argument("--inception-weights", help="local pt_inception-2015-12-05 weights file")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--kid-subset-size", type=int, default=1000)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_score)
+
+
+def run_score(args) -> int:
+    from bench.score import METRICS, ScoreSpec, score_run
+
+    spec = ScoreSpec(run=args.run, reference=args.reference, features=tuple(f for f in args.features.split(",") if f),
+                     clip=args.clip, batch_size=args.batch_size, kid_subset_size=args.kid_subset_size,
+                     inception_weights=args.inception_weights)
+    table = score_run(spec, progress=not args.no_progress)
+    overall = table[table.subset == "all"]
+    with __import__("pandas").option_context("display.width", 200, "display.max_rows", 200):
+        print(overall[["metric", "guidance", "value", "n"]].to_string(index=False))
+    print(f"metrics: {args.run}/{METRICS}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bench.cli_prompts import add_prompts_parser
 
@@ -119,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prompts_parser(sub)
     add_generate_parser(sub)
     add_import_parser(sub)
+    add_score_parser(sub)
     return parser
 
 

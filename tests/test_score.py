@@ -1,0 +1,72 @@
+"""`t2i-bench score`: one pass of features feeding every metric, written to metrics.parquet."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.errors import UserError
+from bench.generate import generate
+from bench.runspec import RunSpec
+from bench.score import ScoreSpec, score_run
+
+
+@pytest.fixture(scope="module")
+def shapes_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("score")
+    common = dict(prompts="shapes", per_category=1, steps=2, images_per_prompt=2, batch_size=16)
+    run = generate(RunSpec(out=str(root / "run"), guidance=(1.0, 3.0), **common), progress=False).run_dir
+    ref = generate(RunSpec(out=str(root / "ref"), guidance=(1.0,), seed=7, **common), progress=False).run_dir
+    return run, ref
+
+
+def test_score_writes_metrics_per_guidance(shapes_runs):
+    run, ref = shapes_runs
+    table = score_run(ScoreSpec(run=str(run), reference=str(ref), features=("efficientnet-lite0",)), progress=False)
+    assert (run / "metrics.parquet").exists()
+    written = pd.read_parquet(run / "metrics.parquet")
+    assert len(written) == len(table)
+    overall = written[written.subset == "all"]
+    fd_rows = overall[overall.metric == "FD_efficientnet-lite0"]
+    assert sorted(fd_rows.guidance.fillna(-1)) == [-1, 1.0, 3.0]
+    assert set(overall.metric) >= {"FD_efficientnet-lite0", "KID_efficientnet-lite0", "precision", "recall",
+                                   "compositional_accuracy"}
+    comp = written[(written.metric == "compositional_accuracy") & written.subset.str.startswith("category=")]
+    assert comp.value.between(0, 1).all() and len(comp) >= 9
+
+    # the FD in the table is the FD of the cached features (one pass, no recomputation)
+    features = sorted((run / "features").glob("efficientnet-lite0*.npy"))
+    assert len(features) == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["metrics"]["all"]["FD_efficientnet-lite0"] == pytest.approx(fd_rows[fd_rows.guidance.isna()].value.item())
+    assert summary["n_images"] == 2 * 9 * 2
+
+
+def test_score_against_itself_gives_zero_fd(shapes_runs):
+    run, _ = shapes_runs
+    table = score_run(ScoreSpec(run=str(run), reference=str(run), features=("efficientnet-lite0",)), progress=False)
+    value = table[(table.metric == "FD_efficientnet-lite0") & table.guidance.isna()].value.item()
+    # N=36 < d=1280: the covariance is singular and sqrtm leaves ~1e-5 of rounding (FD to another run is ~30)
+    assert abs(value) < 1e-4
+
+
+def test_npz_reference_from_another_extractor_is_refused(shapes_runs, tmp_path, capsys):
+    run, _ = shapes_runs
+    from bench.metrics.fid import GaussianStats
+    from bench.features.base import FeatureSet
+
+    stats = GaussianStats.from_features(FeatureSet(np.random.default_rng(0).normal(size=(20, 4)), "other__wabc__x__float32"))
+    stats.save_npz(tmp_path / "ref.npz")
+    code = main(["score", str(run), "--reference", str(tmp_path / "ref.npz"), "--features", "efficientnet-lite0", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err
+
+
+def test_score_bad_input(tmp_path, shapes_runs):
+    with pytest.raises(UserError, match="not a run directory"):
+        score_run(ScoreSpec(run=str(tmp_path), features=("efficientnet-lite0",)))
+    run, _ = shapes_runs
+    with pytest.raises(UserError, match="does not exist"):
+        score_run(ScoreSpec(run=str(run), reference=str(tmp_path / "nope"), features=("efficientnet-lite0",)))
