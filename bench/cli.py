@@ -46,12 +46,10 @@ def parse_float_list(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers (e.g. 1,3,7.5)")
 
 
-def add_generate_parser(sub) -> None:
+def add_generation_args(p: argparse.ArgumentParser) -> None:
     from bench.models.loader import DEFAULT_MODEL, DTYPES
     from bench.runspec import GUIDANCE_FORMULATIONS, SCHEDULER_ALIASES
 
-    p = sub.add_parser("generate", help="generate images for a prompt set into a run directory",
-                       epilog=GENERATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id, local pipeline dir, single-file checkpoint, or built-in (default {DEFAULT_MODEL})")
     p.add_argument("--prompts", default="drawbench", help="prompt set name or file (.yaml/.txt/.csv/.tsv/.jsonl)")
     p.add_argument("--category", action="append", default=[], help="keep only this category (repeatable)")
@@ -70,21 +68,32 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--out", required=True, help="run directory to write (or resume)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=run_generate)
 
 
-def run_generate(args) -> int:
-    from bench.generate import generate
+def spec_from_args(args):
     from bench.runspec import RunSpec
 
-    spec = RunSpec(
+    return RunSpec(
         out=args.out, model=args.model, prompts=args.prompts, categories=tuple(args.category),
         per_category=args.per_category, guidance=args.guidance, guidance_formulation=args.guidance_formulation,
         images_per_prompt=args.images_per_prompt, steps=args.steps, scheduler=args.scheduler, dtype=args.dtype,
         device=args.device, batch_size=args.batch_size, seed=args.seed, height=args.height, width=args.width,
         negative_prompt=args.negative_prompt,
     )
-    result = generate(spec, progress=not args.no_progress)
+
+
+def add_generate_parser(sub) -> None:
+
+    p = sub.add_parser("generate", help="generate images for a prompt set into a run directory",
+                       epilog=GENERATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_generation_args(p)
+    p.set_defaults(func=run_generate)
+
+
+def run_generate(args) -> int:
+    from bench.generate import generate
+
+    result = generate(spec_from_args(args), progress=not args.no_progress)
     rate = result.n_generated / result.seconds if result.seconds > 0 and result.n_generated else 0.0
     print(f"run: {result.run_dir}  ({result.n_images} images, {result.n_generated} generated now"
           + (f", {rate:.2f} img/s" if rate else "") + ")")
@@ -123,28 +132,62 @@ def add_score_parser(sub) -> None:
     p = sub.add_parser("score", help="score a run: FD/FID, KID, IS, precision/recall, CLIP score, CMMD, compositional accuracy",
                        epilog=SCORE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="run directory")
+    add_scoring_args(p)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_score)
+
+
+def add_scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", help="folder of images, another run directory, or a .npz with mu/sigma")
     p.add_argument("--features", default="inception",
                    help="comma-separated image extractors: inception, efficientnet-lite0, dinov2, clip:MODEL@TAG (default inception; '' for none)")
     p.add_argument("--clip", help="CLIP for CLIP score/CMMD: 'builtin' (the shapes-world evaluator) or MODEL@TAG")
     p.add_argument("--inception-weights", help="local pt_inception-2015-12-05 weights file")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--feature-batch-size", type=int, default=32)
     p.add_argument("--kid-subset-size", type=int, default=1000)
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run_score)
+
+
+def score_spec_from_args(args, run: str):
+    from bench.score import ScoreSpec
+
+    return ScoreSpec(run=run, reference=args.reference, features=tuple(f for f in args.features.split(",") if f),
+                     clip=args.clip, batch_size=args.feature_batch_size, kid_subset_size=args.kid_subset_size,
+                     inception_weights=args.inception_weights)
 
 
 def run_score(args) -> int:
-    from bench.score import METRICS, ScoreSpec, score_run
+    from bench.score import METRICS, score_run
 
-    spec = ScoreSpec(run=args.run, reference=args.reference, features=tuple(f for f in args.features.split(",") if f),
-                     clip=args.clip, batch_size=args.batch_size, kid_subset_size=args.kid_subset_size,
-                     inception_weights=args.inception_weights)
-    table = score_run(spec, progress=not args.no_progress)
+    table = score_run(score_spec_from_args(args, args.run), progress=not args.no_progress)
     overall = table[table.subset == "all"]
     with __import__("pandas").option_context("display.width", 200, "display.max_rows", 200):
         print(overall[["metric", "guidance", "value", "n"]].to_string(index=False))
     print(f"metrics: {args.run}/{METRICS}")
+    return 0
+
+
+SWEEP_EPILOG = """examples:
+  # the guidance curve of the papers: FD against CLIP score, one point per scale
+  t2i-bench sweep --guidance 1,1.5,2,3,4,5,7.5,10 --prompts shapes --per-category 4 \\
+      --reference refs/shapes --features efficientnet-lite0 --clip builtin --out runs/sweep
+Existing images are reused: re-running with more scales only generates the new ones.
+"""
+
+
+def add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="generate + score a list of guidance scales; write sweep.parquet and sweep.png",
+                       epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_generation_args(p)
+    add_scoring_args(p)
+    p.set_defaults(func=run_sweep, guidance=(1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0))
+
+
+def run_sweep(args) -> int:
+    from bench.sweep import SWEEP, SWEEP_PLOT, run_sweep as sweep
+
+    table = sweep(spec_from_args(args), score_spec_from_args(args, args.out), progress=not args.no_progress)
+    print(table.to_string(index=False))
+    print(f"sweep: {args.out}/{SWEEP}  plot: {args.out}/{SWEEP_PLOT}")
     return 0
 
 
@@ -160,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_parser(sub)
     add_import_parser(sub)
     add_score_parser(sub)
+    add_sweep_parser(sub)
     return parser
 
 

@@ -70,3 +70,22 @@ def test_score_bad_input(tmp_path, shapes_runs):
     run, _ = shapes_runs
     with pytest.raises(UserError, match="does not exist"):
         score_run(ScoreSpec(run=str(run), reference=str(tmp_path / "nope"), features=("efficientnet-lite0",)))
+
+
+def test_sweep_reuses_images_and_writes_table_and_plot(shapes_runs, tmp_path, capsys):
+    run, ref = shapes_runs
+    import shutil
+
+    out = tmp_path / "sweep"
+    shutil.copytree(run, out)  # guidance 1 and 3 exist already: only 2 is generated
+    before = {p.name: p.read_bytes() for p in (out / "images").glob("*.png")}
+    code = main(["sweep", "--prompts", "shapes", "--per-category", "1", "--steps", "2", "--images-per-prompt", "2",
+                 "--batch-size", "16", "--guidance", "1,2,3", "--reference", str(ref), "--features", "efficientnet-lite0",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in (out / "images").glob("*.png")}
+    assert len(after) == len(before) * 3 // 2 and all(after[k] == v for k, v in before.items())
+    table = pd.read_parquet(out / "sweep.parquet")
+    assert table.guidance.tolist() == [1.0, 2.0, 3.0]
+    assert table["FD_efficientnet-lite0"].notna().all() and table["compositional_accuracy"].between(0, 1).all()
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,79 @@
+"""Guidance trade-off curves: generate (or reuse) each guidance scale, score it, plot FD against CLIP score.
+
+The curve is the one of the GLIDE, Imagen and Stable Diffusion papers: each point
+is one classifier-free guidance scale; raising guidance usually buys text
+alignment (CLIP score, compositional accuracy) at the cost of diversity and
+fidelity (FD).  ``sweep.parquet`` has one row per guidance; ``sweep.png`` is the plot.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from bench.atomic import atomic_path
+from bench.errors import UserError
+from bench.generate import generate
+from bench.runspec import RunSpec
+from bench.score import ScoreSpec, score_run
+
+SWEEP = "sweep.parquet"
+SWEEP_PLOT = "sweep.png"
+ALIGNMENT_METRICS = ("CLIPScore", "compositional_accuracy")  # x axis, first one present
+
+
+def sweep_table(metrics: pd.DataFrame, guidance: list[float]) -> pd.DataFrame:
+    """One row per guidance: the headline (subset 'all') value of every metric."""
+    rows = metrics[(metrics.subset == "all") & metrics.guidance.notna()]
+    table = rows.pivot_table(index="guidance", columns="metric", values="value", aggfunc="first")
+    table = table.reindex(sorted(guidance)).reset_index()
+    table.columns.name = None
+    return table
+
+
+def fd_column(table: pd.DataFrame) -> str | None:
+    return next((c for c in table.columns if c == "FID" or c.startswith("FD_")), None)
+
+
+def plot_sweep(table: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """FD (y) against the first alignment metric (x), points labelled by guidance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y = fd_column(table)
+    x = next((c for c in ALIGNMENT_METRICS if c in table.columns), None)
+    if y is None or x is None:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=120)
+    ax.plot(table[x], table[y], "-o", color="#1f77b4")
+    for _, r in table.iterrows():
+        if not (math.isnan(r[x]) or math.isnan(r[y])):
+            ax.annotate(f"w={r.guidance:g}", (r[x], r[y]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel(f"{x} (higher is better)")
+    ax.set_ylabel(f"{y} (lower is better)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def run_sweep(spec: RunSpec, score: ScoreSpec, progress: bool = True) -> pd.DataFrame:
+    if len(spec.guidance) < 2:
+        raise UserError("a sweep needs at least two guidance scales, e.g. --guidance 1,1.5,2,3,4,5,7.5,10")
+    generate(spec, progress=progress)
+    metrics = score_run(replace(score, run=spec.out), progress=progress)
+    table = sweep_table(metrics, list(spec.guidance))
+    table.insert(1, "guidance_formulation", spec.guidance_formulation)
+    out = Path(spec.out)
+    with atomic_path(out / SWEEP) as tmp:
+        table.to_parquet(tmp, index=False)
+    plot_sweep(table, out / SWEEP_PLOT, f"{spec.model} on {spec.prompts}: guidance sweep ({spec.guidance_formulation})")
+    return table
