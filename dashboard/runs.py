@@ -25,9 +25,18 @@ import pandas as pd
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 SAMPLES = "samples.parquet"
+METRICS = "metrics.parquet"  # written by `t2i-bench score`
+SWEEP = "sweep.parquet"  # written by `t2i-bench sweep`
+SWEEP_PLOT = "sweep.png"
 
 # Columns the dashboard needs from samples.parquet (the contract has more).
 REQUIRED_SAMPLE_COLUMNS = ("image_id", "prompt_id", "prompt", "category", "sample_index", "guidance", "path")
+REQUIRED_METRIC_COLUMNS = ("metric", "subset", "guidance", "value")
+
+ALL_SUBSET = "all"
+CATEGORY_PREFIX = "category="
+# Trade-off curve axes, first one present wins (reported names as in metrics.parquet / sweep.parquet).
+ALIGNMENT_METRICS = ("CLIPScore", "clip_score", "compositional_accuracy")
 
 MISSING = "—"  # shown for a manifest field that is absent
 
@@ -84,6 +93,53 @@ def load_manifest(run_dir: Path) -> tuple[dict | None, str | None]:
 def load_summary(run_dir: Path) -> tuple[dict | None, str | None]:
     """Load ``<run_dir>/summary.json``."""
     return load_json(Path(run_dir) / SUMMARY)
+
+
+def _read_parquet(path: Path, required: Sequence[str], missing_hint: str) -> tuple[pd.DataFrame | None, str | None]:
+    """Read a parquet file holding ``required`` columns; ``(df, None)`` or ``(None, error)``."""
+    if not path.is_file():
+        return None, f"{path.name} is missing ({missing_hint})"
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"{path.name} cannot be read: {first_line}"
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        return None, f"{path.name} lacks column(s): {', '.join(missing)}"
+    return df, None
+
+
+def load_metrics(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """Load ``metrics.parquet`` (one row per metric, subset and guidance; NaN guidance = all scales).
+
+    ``metric`` and ``subset`` come back as strings, ``guidance`` and ``value``
+    as floats, so pivots and comparisons behave whatever the writer's dtypes.
+    """
+    df, error = _read_parquet(Path(run_dir) / METRICS, REQUIRED_METRIC_COLUMNS, "the run has not been scored yet")
+    if df is None:
+        return None, error
+    df = df.copy()
+    try:
+        df["guidance"] = pd.to_numeric(df["guidance"], errors="raise").astype(float)
+        df["value"] = pd.to_numeric(df["value"], errors="raise").astype(float)
+    except (TypeError, ValueError) as exc:
+        return None, f"{METRICS} has non-numeric guidance or value: {exc}"
+    df["metric"] = df["metric"].astype(str)
+    df["subset"] = df["subset"].astype(str)
+    return df.reset_index(drop=True), None
+
+
+def load_sweep(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """Load ``sweep.parquet`` (one row per guidance, one column per headline metric), sorted by guidance."""
+    df, error = _read_parquet(Path(run_dir) / SWEEP, ("guidance",), "no guidance sweep for this run")
+    if df is None:
+        return None, error
+    try:
+        df = df.assign(guidance=pd.to_numeric(df["guidance"], errors="raise").astype(float))
+    except (TypeError, ValueError) as exc:
+        return None, f"{SWEEP} has a non-numeric guidance column: {exc}"
+    return df.sort_values("guidance", kind="stable").reset_index(drop=True), None
 
 
 def load_samples(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
@@ -247,6 +303,130 @@ def page_slice(samples: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
     page = min(max(1, int(page)), page_count(len(samples), per_page))
     start = (page - 1) * per_page
     return samples.iloc[start : start + per_page]
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def guidance_label(guidance: Any) -> str:
+    """Column label for one guidance scale: ``"g=7.5"``; NaN/None (all scales together) is ``"all"``."""
+    if guidance is None or (isinstance(guidance, float) and math.isnan(guidance)):
+        return "all"
+    return f"g={float(guidance):g}"
+
+
+def _guidance_order(values: Iterable[Any]) -> list[str]:
+    """Guidance labels with "all" first, then scales in increasing order."""
+    finite = sorted({float(g) for g in values if not pd.isna(g)})
+    has_all = any(pd.isna(g) for g in values)
+    return (["all"] if has_all else []) + [guidance_label(g) for g in finite]
+
+
+def metric_label(name: str, display_name: str | None = None, higher_is_better: bool | None = None) -> str:
+    """Row label for a metric: its display name and an arrow, e.g. ``"CLIP score ↑"``, ``"FID ↓"``."""
+    label = display_name or name
+    if higher_is_better is None:
+        return label
+    return f"{label} {'↑' if higher_is_better else '↓'}"
+
+
+def _plain(name: str) -> tuple[str, None]:
+    return name, None
+
+
+def headline_table(metrics: pd.DataFrame, describe=_plain) -> pd.DataFrame:
+    """Metric × guidance pivot of the ``subset == "all"`` rows.
+
+    Rows follow the order metrics first appear in ``metrics`` and are labelled
+    by ``metric_label(*describe(name))``; ``describe(name)`` returns
+    ``(display_name, higher_is_better or None)``.  Columns are ``"all"`` (every
+    guidance scale together) then ``"g=<scale>"`` in increasing order.
+    """
+    rows = metrics[metrics["subset"] == ALL_SUBSET]
+    if rows.empty:
+        return pd.DataFrame()
+    return _pivot(rows, "metric", [metric_label(n, *describe(n)) for n in dict.fromkeys(rows["metric"])], "metric")
+
+
+def _pivot(rows: pd.DataFrame, index: str, labels: list[str], index_name: str) -> pd.DataFrame:
+    order = list(dict.fromkeys(rows[index]))
+    columns = _guidance_order(list(rows["guidance"]))
+    table = (
+        rows.assign(_g=[guidance_label(g) for g in rows["guidance"]])
+        .pivot_table(index=index, columns="_g", values="value", aggfunc="first", dropna=False)
+        .reindex(index=order, columns=columns)
+    )
+    table.index = pd.Index(labels, name=index_name)
+    table.columns = pd.Index(list(table.columns), name="guidance")
+    return table
+
+
+def category_metrics(metrics: pd.DataFrame) -> list[str]:
+    """Metrics that have per-category rows (``subset == "category=<name>"``), in order of appearance."""
+    rows = metrics[metrics["subset"].str.startswith(CATEGORY_PREFIX)]
+    return list(dict.fromkeys(rows["metric"]))
+
+
+def category_table(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Category × guidance pivot of one metric's per-category rows (categories sorted)."""
+    rows = metrics[(metrics["metric"] == metric) & metrics["subset"].str.startswith(CATEGORY_PREFIX)]
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(category=rows["subset"].str.slice(len(CATEGORY_PREFIX))).sort_values("category", kind="stable")
+    return _pivot(rows, "category", list(dict.fromkeys(rows["category"])), "category")
+
+
+def sweep_from_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The shape of sweep.parquet rebuilt from metrics.parquet: one row per guidance, one column per metric."""
+    rows = metrics[(metrics["subset"] == ALL_SUBSET) & metrics["guidance"].notna()]
+    if rows.empty:
+        return pd.DataFrame({"guidance": pd.Series(dtype=float)})
+    table = rows.pivot_table(index="guidance", columns="metric", values="value", aggfunc="first", sort=True)
+    table = table.reindex(columns=list(dict.fromkeys(rows["metric"]))).reset_index()
+    table.columns.name = None
+    return table
+
+
+def fidelity_column(table: pd.DataFrame) -> str | None:
+    """The FD/FID column of a sweep table (FID preferred), or None."""
+    columns = [str(c) for c in table.columns]
+    return next((c for c in columns if c == "FID"), None) or next(
+        (c for c in columns if c == "FD" or c.startswith("FD_")), None
+    )
+
+
+def alignment_column(table: pd.DataFrame) -> str | None:
+    """The text-alignment column of a sweep table (CLIP score, else compositional accuracy), or None."""
+    return next((c for c in ALIGNMENT_METRICS if c in table.columns), None)
+
+
+def tradeoff_points(
+    table: pd.DataFrame, x: str | None = None, y: str | None = None
+) -> tuple[pd.DataFrame | None, str | None]:
+    """Points of the guidance trade-off curve: columns ``guidance, x, y, label``, in guidance order.
+
+    ``x`` defaults to the alignment metric and ``y`` to FD/FID.  Returns
+    ``(None, reason)`` when the curve cannot be drawn (a missing axis, or fewer
+    than two guidance scales with both values).
+    """
+    x = x or alignment_column(table)
+    y = y or fidelity_column(table)
+    if y is None or y not in table.columns:
+        return None, "no FD/FID values per guidance scale (score with --reference to get them)"
+    if x is None or x not in table.columns:
+        return None, "no CLIP score or compositional accuracy per guidance scale (score with --clip, or use a shapes prompt set)"
+    points = pd.DataFrame(
+        {
+            "guidance": pd.to_numeric(table["guidance"], errors="coerce").astype(float),
+            "x": pd.to_numeric(table[x], errors="coerce").astype(float),
+            "y": pd.to_numeric(table[y], errors="coerce").astype(float),
+        }
+    ).dropna()
+    points = points.sort_values("guidance", kind="stable").reset_index(drop=True)
+    if len(points) < 2:
+        return None, "the curve needs at least two guidance scales scored with both metrics"
+    points["label"] = [f"w={g:g}" for g in points["guidance"]]
+    return points, None
 
 
 # -------------------------------------------------------------- rendering

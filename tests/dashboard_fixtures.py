@@ -4,7 +4,9 @@
 
 - ``demo``: a complete run, 6 tiny PNGs = 3 prompts x 1 sample x 2 guidance
   values, in 2 categories (``counting``: 4 images, ``spatial``: 2 images); one
-  prompt is an XSS probe (``XSS_PROMPT``);
+  prompt is an XSS probe (``XSS_PROMPT``); scored: ``metrics.parquet``
+  (``metrics_rows()``) and ``sweep.parquet`` (``sweep_rows()``), as
+  ``t2i-bench score`` / ``t2i-bench sweep`` write them;
 - ``half-done``: an interrupted run with a manifest only;
 - ``notes``: a junk directory without a manifest (not a run).
 """
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +55,49 @@ def manifest(name: str, created: str, complete: bool = True) -> dict:
     }
 
 
+FD = "FD_efficientnet-lite0"
+# Headline values per guidance (NaN = all scales together): FD worsens and CLIP score improves with guidance.
+HEADLINE = {
+    FD: {math.nan: 80.0, 1.0: 95.5, 7.5: 120.25},
+    "KID_efficientnet-lite0": {math.nan: 0.0123, 1.0: 0.015, 7.5: 0.021},
+    "precision": {math.nan: 0.7, 1.0: 0.6, 7.5: 0.8},
+    "recall": {math.nan: 0.5, 1.0: 0.6, 7.5: 0.3},
+    "CLIPScore": {math.nan: 27.0, 1.0: 24.0, 7.5: 30.0},
+    "compositional_accuracy": {math.nan: 0.5, 1.0: 1 / 3, 7.5: 2 / 3},
+}
+# Per-category values (CLIP score and compositional accuracy have them).
+PER_CATEGORY = {
+    "CLIPScore": {"counting": {math.nan: 26.0, 1.0: 23.0, 7.5: 29.0}, "spatial": {math.nan: 29.0, 1.0: 26.0, 7.5: 32.0}},
+    "compositional_accuracy": {"counting": {math.nan: 0.5, 1.0: 0.5, 7.5: 0.5}, "spatial": {math.nan: 0.5, 1.0: 0.0, 7.5: 1.0}},
+}
+
+
+def metrics_rows() -> pd.DataFrame:
+    """A metrics.parquet table as ``t2i-bench score`` writes it (columns and dtypes)."""
+    rows = []
+    for metric, by_guidance in HEADLINE.items():
+        for guidance, value in by_guidance.items():
+            two_sample = metric.startswith(("FD_", "KID_")) or metric in ("precision", "recall")
+            rows.append({"metric": metric, "subset": "all", "guidance": guidance, "value": value, "n": 6 if math.isnan(guidance) else 3,
+                         "n_ref": 6 if two_sample else None, "extractor": "efficientnet-lite0" if two_sample else None,
+                         "reference": "runs/other" if two_sample else None})  # fmt: skip
+        for category, by_g in PER_CATEGORY.get(metric, {}).items():
+            for guidance, value in by_g.items():
+                rows.append({"metric": metric, "subset": f"category={category}", "guidance": guidance, "value": value,
+                             "n": 2, "n_ref": None, "extractor": None, "reference": None})  # fmt: skip
+    df = pd.DataFrame(rows)
+    df["std"] = [0.001 if m.startswith("KID_") else math.nan for m in df["metric"]]
+    return df.astype({"guidance": "float64", "value": "float64", "n_ref": "float64"})
+
+
+def sweep_rows() -> pd.DataFrame:
+    """A sweep.parquet table: one row per guidance, one column per headline metric."""
+    table = {"guidance": GUIDANCE}
+    for metric, by_guidance in HEADLINE.items():
+        table[metric] = [by_guidance[g] for g in GUIDANCE]
+    return pd.DataFrame(table)
+
+
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` as pretty JSON."""
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
@@ -83,11 +129,15 @@ def make_complete_run(root: Path, name: str = "demo", created: str = "2025-01-02
             )
     samples = pd.DataFrame(rows).astype({"seed": "int64", "guidance": "float64"})
     samples.to_parquet(run / "samples.parquet", index=False)
+    metrics_rows().to_parquet(run / "metrics.parquet", index=False)
+    sweep_rows().to_parquet(run / "sweep.parquet", index=False)
     write_json(run / "manifest.json", manifest(name, created))
     write_json(
         run / "summary.json",
         {"run": name, "model": "builtin:shapes-ldm-tiny", "n_images": N_IMAGES, "n_prompts": 3,
-         "guidance": GUIDANCE, "complete": True},
+         "guidance": GUIDANCE, "complete": True,
+         "metrics": {("all" if math.isnan(g) else f"{g:g}"): {m: v[g] for m, v in HEADLINE.items()}
+                     for g in HEADLINE[FD]}},
     )  # fmt: skip
     return run
 
