@@ -191,6 +191,34 @@ def run_sweep(args) -> int:
     return 0
 
 
+REFERENCE_EPILOG = """examples:
+  # exact renders of the shapes prompts' specs: the built-in world's reference for FD/KID/P-R
+  t2i-bench reference --prompts shapes --images-per-prompt 4 --out refs/shapes
+"""
+
+
+def add_reference_parser(sub) -> None:
+    p = sub.add_parser("reference", help="render the built-in world's reference images for a prompt set with specs",
+                       epilog=REFERENCE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prompts", default="shapes")
+    p.add_argument("--category", action="append", default=[])
+    p.add_argument("--per-category", type=int)
+    p.add_argument("--images-per-prompt", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=run_reference)
+
+
+def run_reference(args) -> int:
+    from bench.prompts import load_prompt_set
+    from bench.world.reference import render_reference
+
+    prompt_set = load_prompt_set(args.prompts).subset(args.category or None, args.per_category)
+    n = render_reference(prompt_set, args.out, args.images_per_prompt, args.seed)
+    print(f"reference: {args.out}  ({n} renders)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bench.cli_prompts import add_prompts_parser
 
@@ -204,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_parser(sub)
     add_score_parser(sub)
     add_sweep_parser(sub)
+    add_reference_parser(sub)
     return parser
 
 

@@ -89,3 +89,18 @@ def test_sweep_reuses_images_and_writes_table_and_plot(shapes_runs, tmp_path, ca
     assert table.guidance.tolist() == [1.0, 2.0, 3.0]
     assert table["FD_efficientnet-lite0"].notna().all() and table["compositional_accuracy"].between(0, 1).all()
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_world_reference_renders_satisfy_their_specs(tmp_path, capsys):
+    from PIL import Image
+
+    from bench.prompts import load_prompt_set
+    from bench.world import check
+
+    assert main(["reference", "--prompts", "shapes", "--per-category", "1", "--images-per-prompt", "2",
+                 "--out", str(tmp_path / "ref")]) == 0
+    prompts = {p.id: p for p in load_prompt_set("shapes").subset(per_category=1).prompts}
+    files = sorted((tmp_path / "ref").glob("*.png"))
+    assert len(files) == 2 * len(prompts)
+    verdicts = [check(prompts[f.stem.rsplit("_", 1)[0]].spec, Image.open(f))["correct"] for f in files]
+    assert all(verdicts)
