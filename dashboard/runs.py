@@ -411,6 +411,9 @@ def tradeoff_points(
     """
     x = x or alignment_column(table)
     y = y or fidelity_column(table)
+    scales = pd.to_numeric(table["guidance"], errors="coerce").dropna().unique() if "guidance" in table else []
+    if len(scales) < 2:
+        return None, "the curve needs at least two guidance scales (this run was scored with fewer)"
     if y is None or y not in table.columns:
         return None, "no FD/FID values per guidance scale (score with --reference to get them)"
     if x is None or x not in table.columns:
@@ -425,7 +428,7 @@ def tradeoff_points(
     points = points.sort_values("guidance", kind="stable").reset_index(drop=True)
     if len(points) < 2:
         return None, "the curve needs at least two guidance scales scored with both metrics"
-    points["label"] = [f"w={g:g}" for g in points["guidance"]]
+    points["label"] = [guidance_label(g) for g in points["guidance"]]
     return points, None
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from dashboard import runs as R
 from dashboard.cli import APP_PATH, build_parser, main, streamlit_command
-from dashboard_fixtures import N_IMAGES, SHA, XSS_PROMPT, make_runs_root, write_json
+from dashboard_fixtures import FD, N_IMAGES, SHA, XSS_PROMPT, make_runs_root, metrics_rows, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -140,6 +140,77 @@ def test_escape_markdown_shows_user_text_literally() -> None:
     assert R.truncate("a" * 100, 10) == "a" * 9 + "…"
 
 
+# ------------------------------------------------------- metrics (pure functions)
+
+
+def test_load_metrics_and_sweep(root: Path) -> None:
+    metrics, error = R.load_metrics(root / "demo")
+    assert error is None and len(metrics) == len(metrics_rows())
+    assert metrics["guidance"].dtype == float and metrics["value"].dtype == float
+    assert metrics["guidance"].isna().any()  # NaN = all guidance scales together
+    sweep, error = R.load_sweep(root / "demo")
+    assert error is None and list(sweep["guidance"]) == [1.0, 7.5] and FD in sweep.columns
+
+    assert R.load_metrics(root / "half-done") == (None, "metrics.parquet is missing (the run has not been scored yet)")
+    assert R.load_sweep(root / "half-done") == (None, "sweep.parquet is missing (no guidance sweep for this run)")
+    (root / "half-done" / "metrics.parquet").write_bytes(b"PAR1 garbage")
+    assert R.load_metrics(root / "half-done")[1].startswith("metrics.parquet cannot be read")
+    metrics.drop(columns=["value"]).to_parquet(root / "half-done" / "metrics.parquet")
+    assert R.load_metrics(root / "half-done") == (None, "metrics.parquet lacks column(s): value")
+
+
+def test_describe_metric_uses_the_registry() -> None:
+    from dashboard.views.metrics_page import describe_metric
+
+    assert describe_metric("FID") == ("FID", False)
+    assert describe_metric(FD) == ("FD (efficientnet-lite0)", False)
+    assert describe_metric("KID_efficientnet-lite0") == ("KID (efficientnet-lite0)", False)
+    assert describe_metric("CLIPScore") == ("CLIP score", True)
+    assert describe_metric("IS") == ("Inception Score", True)
+    assert describe_metric("compositional_accuracy") == ("Compositional accuracy", True)
+    assert describe_metric("made-up") == ("made-up", None)
+    assert R.metric_label("made-up") == "made-up" and R.metric_label("x", "X", True) == "X ↑"
+
+
+def test_headline_and_category_tables(root: Path) -> None:
+    from dashboard.views.metrics_page import describe_metric
+
+    metrics, _ = R.load_metrics(root / "demo")
+    table = R.headline_table(metrics, describe_metric)
+    assert list(table.columns) == ["all", "g=1", "g=7.5"]
+    assert list(table.index) == [
+        "FD (efficientnet-lite0) ↓", "KID (efficientnet-lite0) ↓", "Precision ↑", "Recall ↑",
+        "CLIP score ↑", "Compositional accuracy ↑",
+    ]  # fmt: skip
+    assert table.loc["FD (efficientnet-lite0) ↓", "g=7.5"] == 120.25 and table.loc["CLIP score ↑", "all"] == 27.0
+    assert list(R.headline_table(metrics).index)[0] == FD  # no metadata: plain names
+
+    assert R.category_metrics(metrics) == ["CLIPScore", "compositional_accuracy"]
+    per_category = R.category_table(metrics, "compositional_accuracy")
+    assert list(per_category.index) == ["counting", "spatial"] and list(per_category.columns) == ["all", "g=1", "g=7.5"]
+    assert per_category.loc["spatial", "g=7.5"] == 1.0
+    assert R.category_table(metrics, FD).empty
+
+
+def test_tradeoff_points_from_sweep_or_metrics(root: Path) -> None:
+    metrics, _ = R.load_metrics(root / "demo")
+    sweep, _ = R.load_sweep(root / "demo")
+    rebuilt = R.sweep_from_metrics(metrics)
+    for table in (sweep, rebuilt):
+        points, reason = R.tradeoff_points(table)
+        assert reason is None
+        assert points.to_dict("list") == {"guidance": [1.0, 7.5], "x": [24.0, 30.0], "y": [95.5, 120.25],
+                                          "label": ["g=1", "g=7.5"]}  # fmt: skip
+    no_clip = rebuilt.drop(columns=["CLIPScore"])
+    assert R.alignment_column(no_clip) == "compositional_accuracy"
+    assert R.tradeoff_points(no_clip)[0]["x"].round(3).tolist() == [0.333, 0.667]
+    assert "no FD/FID" in R.tradeoff_points(rebuilt.drop(columns=[FD]))[1]
+    assert "at least two guidance" in R.tradeoff_points(rebuilt.head(1))[1]
+    assert "no CLIP score" in R.tradeoff_points(rebuilt[["guidance", FD]])[1]
+    imported = metrics[metrics["guidance"].isna()]  # a run without guidance scales
+    assert "at least two guidance" in R.tradeoff_points(R.sweep_from_metrics(imported))[1]
+
+
 # ------------------------------------------------------------ the app (AppTest)
 
 
@@ -201,6 +272,68 @@ def test_app_without_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pyte
     assert "make demo" in at.code[0].value and "t2i-bench generate --help" in at.code[0].value
 
 
+def _metrics_script(runs_dir: str) -> None:
+    from pathlib import Path
+
+    from dashboard.views import metrics_page
+
+    metrics_page.render(Path(runs_dir))
+
+
+def _metrics_page_test(runs_dir: Path):
+    """Run the Metrics page in-process on ``runs_dir`` and return the AppTest."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_metrics_script, args=(str(runs_dir),), default_timeout=30)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_metrics_page_tables_and_curve(root: Path) -> None:
+    at = _metrics_page_test(root)
+    assert at.sidebar.selectbox[0].value == "demo"
+    headline = at.dataframe[0].value
+    assert headline.loc["CLIP score ↑", "g=1"] == 24.0 and list(headline.columns) == ["all", "g=1", "g=7.5"]
+    assert [m.value for m in at.markdown] == ["**CLIP score ↑**", "**Compositional accuracy ↑**"]
+    assert list(at.dataframe[1].value.index) == ["counting", "spatial"]
+    assert len(at.get("plotly_chart")) == 1
+    assert "from sweep.parquet" in " ".join(c.value for c in at.caption)
+    # Axes default to the papers' choice and can be changed.
+    assert [at.selectbox[0].value, at.selectbox[1].value] == ["CLIPScore", FD]
+    at.selectbox[0].set_value("compositional_accuracy").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+
+    at.sidebar.selectbox[0].set_value("half-done").run()
+    assert not at.exception and "No metrics yet" in at.info[0].value
+    assert at.code[0].value.startswith("t2i-bench score ") and "--features efficientnet-lite0" in at.code[0].value
+    assert len(at.dataframe) == 0 and len(at.get("plotly_chart")) == 0
+
+
+def test_metrics_page_without_sweep_or_curve(root: Path) -> None:
+    run = root / "demo"
+    (run / "sweep.parquet").write_bytes(b"PAR1 garbage")  # damaged: ignored, curve from metrics.parquet
+    at = _metrics_page_test(root)
+    assert "Ignoring sweep.parquet" in at.warning[0].value and len(at.get("plotly_chart")) == 1
+    assert "from metrics.parquet" in " ".join(c.value for c in at.caption)
+
+    (run / "sweep.parquet").unlink()
+    rows = metrics_rows()
+    rows[rows["metric"] != FD].to_parquet(run / "metrics.parquet", index=False)  # no FD: no curve
+    at = _metrics_page_test(root)
+    assert "no FD/FID values" in at.info[0].value and len(at.get("plotly_chart")) == 0
+    assert len(at.dataframe) == 4  # headline, 2 per-category tables, notes
+
+    (run / "metrics.parquet").write_bytes(b"junk")
+    at = _metrics_page_test(root)
+    assert "cannot be shown" in at.error[0].value and "t2i-bench score" in at.code[0].value
+
+
+def test_metrics_page_without_runs(tmp_path: Path) -> None:
+    at = _metrics_page_test(tmp_path)
+    assert "No runs found" in at.info[0].value
+
+
 # ------------------------------------------------------------------- the CLI
 
 
@@ -235,18 +368,30 @@ def test_streamlit_command(tmp_path: Path) -> None:
 
 
 def test_dashboard_never_imports_torch(root: Path) -> None:
-    """Importing every dashboard module and running the app leaves torch unloaded."""
+    """Importing every dashboard module and running both pages leaves torch unloaded."""
     code = textwrap.dedent(
         f"""
         import os, sys
         os.environ["T2I_RUNS_DIR"] = {str(root)!r}
         import dashboard, dashboard.runs, dashboard.cli, dashboard.app, dashboard.views.runs_page
+        import dashboard.views.metrics_page
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({str(APP_PATH)!r}, default_timeout=30)
         at.run()
         assert not at.exception, at.exception
         assert len(at.image) == {N_IMAGES}
         bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "bench", "audit"))
+        assert not bad, bad  # the Runs page needs no bench at all
+
+        # The Metrics page reads bench.metrics (numpy/scipy) for metadata: still no torch.
+        script = "from pathlib import Path\\nfrom dashboard.views import metrics_page\\nmetrics_page.render(Path({str(root)!r}))"
+        at = AppTest.from_string(script, default_timeout=30)
+        at.run()
+        assert not at.exception, at.exception
+        assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) >= 3
+        assert "bench.metrics" in sys.modules
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "open_clip", "audit")
+                     or m.split(".")[:2] in (["bench", "models"], ["bench", "score"], ["bench", "generate"]))
         assert not bad, bad
         print("ok")
         """
@@ -315,7 +460,7 @@ def _tail(path: Path, n: int = 3000) -> str:
 
 
 @pytest.mark.browser
-def test_browser_grid_filters_and_escaping(chromium: Path, served_app: str, tmp_path: Path) -> None:
+def test_browser_runs_and_metrics_pages(chromium: Path, served_app: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=30_000)  # a cold Streamlit session on a busy 2-core box is slow
@@ -358,6 +503,18 @@ def test_browser_grid_filters_and_escaping(chromium: Path, served_app: str, tmp_
 
             injected = page.evaluate("() => [...document.scripts].some(s => s.text.includes('alert(1)'))")
             assert not injected
+
+            # The Metrics page: headline and per-category tables, and the interactive trade-off curve.
+            sidebar.get_by_role("link", name="Metrics").click()
+            expect(page.get_by_role("heading", name="Metrics · demo")).to_be_visible()
+            expect(sidebar.get_by_role("combobox", name="Run")).to_have_value("demo (complete)")
+            tables = page.locator('[data-testid="stDataFrame"]')  # headline, 2 per category (+ 1 in an expander)
+            expect(tables.nth(2)).to_be_visible()
+            chart = page.locator(".js-plotly-plot")
+            expect(chart).to_have_count(1)
+            expect(chart.locator("text", has_text="g=7.5").first).to_be_visible()
+            expect(page.get_by_text("from sweep.parquet", exact=False)).to_be_visible()
+            page.screenshot(path=str(tmp_path / "metrics.png"), full_page=True)
             assert dialogs == []
         finally:
             browser.close()
@@ -365,4 +522,5 @@ def test_browser_grid_filters_and_escaping(chromium: Path, served_app: str, tmp_
     screenshot_dir = os.environ.get("T2I_SCREENSHOT_DIR")
     if screenshot_dir:
         Path(screenshot_dir).mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / "dashboard.png", Path(screenshot_dir) / "dashboard.png")
+        for name in ("dashboard.png", "metrics.png"):
+            shutil.copy(tmp_path / name, Path(screenshot_dir) / name)

@@ -1,0 +1,245 @@
+"""The "Metrics" page: a run's scores from ``t2i-bench score`` / ``t2i-bench sweep``.
+
+Shows a headline table (metric × guidance, subset "all"), per-category tables
+for the metrics that have them, and the guidance trade-off curve of the GLIDE /
+Imagen / Stable Diffusion papers (FD against CLIP score, one point per
+guidance scale) as an interactive plotly chart.
+
+Metric metadata (display name, higher-is-better, paper) comes from
+``bench.metrics.metric_info``, imported lazily on first use: that package is
+numpy/scipy only and never loads torch (tests check this).  Tables go through
+``st.dataframe``, which draws cell text literally (no Markdown); every piece of
+run-derived text shown as Markdown (titles, captions, errors) is passed through
+``escape_markdown``, and labels drawn by plotly through ``html.escape``.
+"""
+
+from __future__ import annotations
+
+import html
+import shlex
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import runs as R
+
+SCORE_HINT = "--reference REF_RUN_OR_STATS.npz --features efficientnet-lite0"
+
+
+@lru_cache(maxsize=256)
+def describe_metric(name: str) -> tuple[str, bool | None]:
+    """``(display name, higher_is_better)`` for a reported metric name; ``(name, None)`` if unknown.
+
+    FD/KID on features other than Inception keep their extractor, e.g.
+    ``"FD_efficientnet-lite0"`` shows as ``"FD (efficientnet-lite0)"``, not "FID".
+    """
+    info = _metric_info(name)
+    if info is None:
+        return name, None
+    head, _, rest = name.partition("_")
+    if head.upper() in ("FD", "KID") and rest:
+        display = f"{head} ({rest})"
+    elif name.upper() == "FD":
+        display = "FD"
+    else:
+        display = info.display_name
+    return display, bool(info.higher_is_better)
+
+
+def _metric_info(name: str) -> Any:
+    """``bench.metrics.metric_info(name)`` or None (unknown metric, or bench unavailable)."""
+    try:
+        from bench.metrics import metric_info  # numpy/scipy only: no torch
+    except Exception:  # an installation without bench, or a broken one: names only
+        return None
+    try:
+        return metric_info(name)
+    except KeyError:
+        return None
+
+
+def metric_notes(names: list[str]) -> pd.DataFrame:
+    """One row per metric: display name, direction, definition and paper (for the "About" expander)."""
+    rows = []
+    for name in names:
+        info = _metric_info(name)
+        display, higher = describe_metric(name)
+        rows.append(
+            {
+                "metric": R.metric_label(display, None, higher),
+                "reported as": name,
+                "better": "—" if higher is None else ("higher" if higher else "lower"),
+                "definition": getattr(info, "formula", ""),
+                "paper": getattr(info, "paper", ""),
+                "link": getattr(info, "url", ""),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def score_command(run_dir: Path) -> str:
+    """The command that scores ``run_dir`` (shown when a run has no metrics yet)."""
+    return f"t2i-bench score {shlex.quote(str(run_dir))} {SCORE_HINT}"
+
+
+def axis_title(name: str) -> str:
+    """Axis title for a metric, e.g. ``"CLIP score (higher is better)"``."""
+    display, higher = describe_metric(name)
+    if higher is None:
+        return display
+    return f"{display} ({'higher' if higher else 'lower'} is better)"
+
+
+def tradeoff_figure(points: pd.DataFrame, x: str, y: str, title: str | None = None):
+    """The trade-off curve: one labelled point per guidance scale, joined in guidance order."""
+    import plotly.graph_objects as go  # only this page needs plotly
+
+    x_title, y_title = html.escape(axis_title(x)), html.escape(axis_title(y))
+    figure = go.Figure(
+        go.Scatter(
+            x=points["x"],
+            y=points["y"],
+            mode="lines+markers+text",
+            text=points["label"],
+            textposition="top center",
+            customdata=points["guidance"],
+            marker={"size": 10},
+            line={"width": 2},
+            hovertemplate=(
+                "guidance %{customdata:g}<br>"
+                + html.escape(describe_metric(x)[0]).replace("%", "%%")
+                + " %{x:.4g}<br>"
+                + html.escape(describe_metric(y)[0]).replace("%", "%%")
+                + " %{y:.4g}<extra></extra>"
+            ),
+            name="guidance sweep",
+        )
+    )
+    figure.update_layout(
+        title=html.escape(title) if title else None,
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        height=460,
+        margin={"l": 60, "r": 30, "t": 50 if title else 20, "b": 50},
+        showlegend=False,
+    )
+    return figure
+
+
+def _styled(table: pd.DataFrame):
+    """Numbers with 4 significant digits, missing cells as a dash."""
+    return table.style.format("{:.4g}", na_rep=R.MISSING)
+
+
+def render(root: Path) -> None:
+    """Draw the Metrics page for the runs under ``root``."""
+    runs = R.discover_runs(root)
+    st.sidebar.caption(f"Runs root: {R.escape_markdown(root)}")
+    if not runs:
+        st.title("Metrics")
+        st.info(f"No runs found in {R.escape_markdown(root)}; make one (see the Runs page), score it, then reload.")
+        return
+
+    labels = {run.name: run.label for run in runs}
+    with st.sidebar:  # same key as the Runs page: the chosen run follows you between pages
+        name = st.selectbox("Run", list(labels), format_func=labels.get, key="run")
+    run = next(r for r in runs if r.name == name)
+    st.title(f"Metrics · {R.escape_markdown(run.name)}")
+
+    metrics, error = R.load_metrics(run.path)
+    if metrics is None:
+        if (run.path / R.METRICS).is_file():
+            st.error(f"The metrics of this run cannot be shown: {R.escape_markdown(error)}")
+            st.markdown("Score the run again to rewrite them:")
+        else:
+            st.info("No metrics yet for this run. Score it, then reload this page:")
+        st.code(score_command(run.path), language="bash")
+        st.caption("`--clip builtin` adds CLIP score and CMMD; shapes prompt sets also get compositional accuracy.")
+        return
+    if metrics.empty:
+        st.info(f"{R.METRICS} holds no rows.")
+        return
+
+    _render_headline(metrics)
+    _render_categories(metrics)
+    _render_tradeoff(run, metrics)
+
+    names = list(dict.fromkeys(metrics["metric"]))
+    with st.expander("About these metrics"):
+        st.dataframe(
+            metric_notes(names),
+            hide_index=True,
+            column_config={"link": st.column_config.LinkColumn("link")},
+        )
+
+
+def _render_headline(metrics: pd.DataFrame) -> None:
+    st.subheader("Headline")
+    table = R.headline_table(metrics, describe_metric)
+    if table.empty:
+        st.info("No headline rows (subset 'all') in metrics.parquet.")
+        return
+    st.caption(
+        "All images of the run. Column **all** pools every guidance scale; **g=…** is one scale. "
+        "↑ higher is better, ↓ lower is better."
+    )
+    st.dataframe(_styled(table), key="headline")
+
+
+def _render_categories(metrics: pd.DataFrame) -> None:
+    names = R.category_metrics(metrics)
+    if not names:
+        return
+    st.subheader("Per category")
+    columns = st.columns(min(len(names), 2))
+    for i, name in enumerate(names):
+        with columns[i % len(columns)]:
+            st.markdown(f"**{R.escape_markdown(R.metric_label(name, *describe_metric(name)))}**")
+            st.dataframe(_styled(R.category_table(metrics, name)))
+
+
+def _render_tradeoff(run: R.RunInfo, metrics: pd.DataFrame) -> None:
+    st.subheader("Guidance trade-off")
+    sweep, sweep_error = R.load_sweep(run.path)
+    if sweep is not None:
+        table, source = sweep, R.SWEEP
+    else:
+        if (run.path / R.SWEEP).is_file():
+            st.warning(f"Ignoring {R.SWEEP}: {R.escape_markdown(sweep_error)}")
+        table, source = R.sweep_from_metrics(metrics), R.METRICS
+
+    _, reason = R.tradeoff_points(table)
+    if reason:
+        st.info(f"No trade-off curve for this run: {R.escape_markdown(reason)}.")
+        return
+
+    options = [str(c) for c in table.columns if c != "guidance"]
+    left, right = st.columns(2)
+    x = left.selectbox(
+        "x axis", options, index=options.index(R.alignment_column(table)),
+        format_func=lambda c: describe_metric(c)[0], key=f"tradeoff-x::{run.name}",
+    )  # fmt: skip
+    y = right.selectbox(
+        "y axis", options, index=options.index(R.fidelity_column(table)),
+        format_func=lambda c: describe_metric(c)[0], key=f"tradeoff-y::{run.name}",
+    )  # fmt: skip
+    points, reason = R.tradeoff_points(table, x, y)
+    if points is None:
+        st.info(f"No curve for these axes: {R.escape_markdown(reason)}.")
+        return
+    st.plotly_chart(tradeoff_figure(points, x, y), key="tradeoff")
+    st.caption(
+        f"One point per guidance scale (g), joined in increasing guidance; from {source}. "
+        "Raising guidance usually buys text alignment at the cost of fidelity and diversity "
+        "(GLIDE, Imagen and Stable Diffusion papers)."
+    )
+    plot = run.path / R.SWEEP_PLOT
+    if plot.is_file():
+        with st.expander(f"Static plot ({R.SWEEP_PLOT} from t2i-bench sweep)"):
+            try:
+                st.image(str(plot))
+            except Exception as exc:  # a damaged file must not take the page down
+                st.error(f"Cannot show {R.SWEEP_PLOT}: {R.escape_markdown(exc)}")
