@@ -1,7 +1,11 @@
-"""``make demo``: the main job on the built-in model and a built-in prompt set.
+"""``make demo``: the main job on the built-in model and the built-in shapes prompt set.
 
-Generates (or resumes) ``<runs>/demo`` and prints where the run, its summary and
-the dashboard command are.
+1. renders the world's reference images for the prompts (exact renders of their specs);
+2. generates (or resumes) ``<runs>/demo`` at guidance 1, 3 and 7.5;
+3. scores it in one feature pass (FD/KID/precision/recall on EfficientNet-Lite0
+   features, compositional accuracy by the world's detector, CLIP score with the
+   built-in evaluator CLIP when it is installed) and draws the guidance sweep;
+4. prints where the run, its summary and the dashboard command are.
 """
 
 from __future__ import annotations
@@ -13,30 +17,51 @@ from pathlib import Path
 
 from bench.cli import setup_cli_output
 from bench.errors import UserError
-from bench.generate import generate
 from bench.models.loader import DEFAULT_MODEL
+from bench.prompts import load_prompt_set
 from bench.runspec import RunSpec
+from bench.score import ScoreSpec
+from bench.sweep import SWEEP, SWEEP_PLOT, run_sweep
+from bench.world.reference import render_reference
+
+PER_CATEGORY = 2
+IMAGES_PER_PROMPT = 2
+
+
+def builtin_clip_available() -> bool:
+    from bench.models.evaluator_clip import DEFAULT_DIR
+
+    return DEFAULT_DIR.is_dir() and any(DEFAULT_DIR.glob("*.safetensors"))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default="runs", help="runs root (default ./runs)")
     args = ap.parse_args(argv)
     setup_cli_output()
-    run_dir = Path(args.runs) / "demo"
-    spec = RunSpec(out=str(run_dir), model=DEFAULT_MODEL, prompts="drawbench", per_category=2,
-                   guidance=(1.0, 3.0, 7.5), images_per_prompt=2, steps=20, batch_size=16)
+    runs = Path(args.runs)
+    run_dir, ref_dir = runs / "demo", runs / "demo-reference"
     try:
-        result = generate(spec)
+        prompts = load_prompt_set("shapes").subset(per_category=PER_CATEGORY)
+        n_ref = render_reference(prompts, ref_dir, images_per_prompt=4)
+        spec = RunSpec(out=str(run_dir), model=DEFAULT_MODEL, prompts="shapes", per_category=PER_CATEGORY,
+                       guidance=(1.0, 3.0, 7.5), images_per_prompt=IMAGES_PER_PROMPT, steps=20, batch_size=24)
+        score = ScoreSpec(run=str(run_dir), reference=str(ref_dir), features=("efficientnet-lite0",),
+                          clip="builtin" if builtin_clip_available() else None)
+        table = run_sweep(spec, score)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     summary = json.loads((run_dir / "summary.json").read_text())
     print()
-    print(f"model    : {DEFAULT_MODEL} (tiny random pipeline: its images are noise until the built-in world model ships)")
-    print(f"run      : {result.run_dir}  ({result.n_images} images, {result.n_generated} generated now)")
-    print(f"summary  : {run_dir / 'summary.json'}  {json.dumps(summary)}")
-    print(f"samples  : {run_dir / 'samples.parquet'}")
+    print(table.to_string(index=False))
+    print()
+    print(f"model    : {DEFAULT_MODEL}" + (" (tiny random pipeline: its images are noise until the built-in world model ships)"
+                                           if DEFAULT_MODEL.endswith("tiny-random") else ""))
+    print(f"reference: {ref_dir}  ({n_ref} exact renders of the prompts' specs)")
+    print(f"run      : {run_dir}  ({summary['n_images']} images)")
+    print(f"summary  : {run_dir / 'summary.json'}")
+    print(f"metrics  : {run_dir / 'metrics.parquet'}  sweep: {run_dir / SWEEP}  plot: {run_dir / SWEEP_PLOT}")
     print(f"dashboard: .venv/bin/t2i-dashboard --runs {args.runs}   (or: make dashboard)")
     return 0
 

@@ -77,6 +77,8 @@ from bench.world.vocab import (BACKGROUNDS, COLOURS, MAX_COUNT, RELATIONS, SHAPE
 
 MIN_CHROMA = 24.0        # below this a pixel is background / watermark / faint edge
 MIN_AREA_FRAC = 0.0015   # ~6 px at 64x64; smaller components are noise
+MIN_HUE_PURITY = 0.8  # share of a component's chroma that must vote for its colour
+MAX_SIDE_FRAC = 0.6  # a box side above this share of the image is no shape of this world
 MASK_COVERAGE = 0.3      # coverage threshold for an object's mask
 #: Size classes split halfway between the nominal box sides (0.20 and 0.36).
 SIZE_SPLIT = (SIZES["small"] + SIZES["large"]) / 2
@@ -208,6 +210,10 @@ def detect_objects(image: Image.Image | np.ndarray) -> list[DetectedObject]:
         c = chroma[sl][comp]
         votes = np.bincount(_nearest_palette(hue[sl][comp]), weights=c, minlength=len(_COLOUR_NAMES))
         ci = int(votes.argmax())
+        # A shape is one flat colour.  A component of mixed hues (noise, texture,
+        # a generator's failed output) is not a shape, whatever hue wins the vote.
+        if votes[ci] < MIN_HUE_PURITY * votes.sum():
+            continue
         coverage = np.where(labels[sl] == k, chroma[sl] / _PALETTE_CHROMA[ci], 0.0)
         mask = ndimage.binary_fill_holes(coverage >= MASK_COVERAGE)
         area = float(mask.sum())
@@ -216,6 +222,9 @@ def detect_objects(image: Image.Image | np.ndarray) -> list[DetectedObject]:
         rows = np.flatnonzero(mask.any(axis=1))
         cols = np.flatnonzero(mask.any(axis=0))
         bw, bh = cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1
+        # Larger than any shape the world draws (large = 0.36 of the side): a blob, not an object.
+        if max(bw, bh) > MAX_SIDE_FRAC * side:
+            continue
         fill = area / float(bw * bh)
         solidity = area / _hull_area(mask)
         cx = (sl[1].start + (cols[0] + cols[-1] + 1) / 2) / w

@@ -141,3 +141,16 @@ def test_every_shape_is_recognised_at_both_sizes():
         for size in ("small", "large"):
             found = detect(render(SceneSpec((ObjectSpec(shape, "orange", size, 0.41, 0.57),))))
             assert [(o.shape, o.size) for o in found.objects] == [(shape, size)]
+
+
+def test_noise_and_generator_failures_are_not_shapes():
+    """A judge that reads shapes into noise would inflate a bad model's accuracy."""
+    import numpy as np
+
+    from bench.world import detect_objects
+
+    rng = np.random.default_rng(0)
+    smooth = [np.kron(rng.integers(0, 256, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8) for _ in range(20)]
+    pixel = [rng.integers(0, 256, (64, 64, 3)).astype(np.uint8) for _ in range(20)]
+    found = [len(detect_objects(img)) for img in smooth + pixel]
+    assert sum(n > 0 for n in found) <= 2, found
