@@ -7,7 +7,7 @@ RUNS   ?= runs
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast demo bench-generate browser dashboard clean
+.PHONY: install test test-fast demo bench-generate bench-score bench-fid-memory browser dashboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ demo: $(STAMP)
 
 bench-generate: $(STAMP)
 	$(BIN)/python scripts/bench_generate.py
+
+bench-score: $(STAMP)
+	$(BIN)/python scripts/bench_score.py
+
+bench-fid-memory: $(STAMP)
+	$(BIN)/python scripts/bench_fid_memory.py
 
 dashboard: $(STAMP)
 	$(BIN)/t2i-dashboard --runs $(RUNS)

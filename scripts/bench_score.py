@@ -1,0 +1,232 @@
+"""Benchmark: one-pass scoring against separate tools that each read and embed the images.
+
+Makes a fake run of N shapes-world renders (64x64, imported with a prompt file)
+and a reference folder of N other renders, then times
+
+* ours:  ``score_run`` with EfficientNet-Lite0 features and a CLIP, caches cleared
+  first (the run's ``features/`` and the reference cache), so the time includes
+  reading and embedding every image once per extractor.  It computes FD, KID,
+  precision/recall, CLIP score and CMMD from those features;
+* peers: what a user does with separate tools, each reading and embedding the
+  images itself: torchmetrics ``FrechetInceptionDistance`` and
+  ``KernelInceptionDistance``, both with ``feature=`` a torch module wrapping the
+  same EfficientNet-Lite0 extractor, plus a CLIP-score pass.  torchmetrics'
+  ``CLIPScore`` needs Hugging Face CLIP weights (not available offline), so the
+  CLIP-score pass re-reads the images, embeds them with the same open_clip model
+  and computes 100 * max(cos, 0) itself.
+
+The CLIP is the built-in evaluator (``bench/models/builtin/shapes-clip``) if
+installed, else a small open_clip model with random weights saved in the
+evaluator layout (``local-dir:``).  Model loading is inside both timings; a
+warm-up builds both extractors once first (imports, weight hashes).  Also checks
+that our FD equals torchmetrics' FID (float64 in both) within 1e-3 relative.
+A script, not a test.
+
+    make bench-score              # defaults below
+    python scripts/bench_score.py --n 256 --batch-size 32
+    python scripts/bench_score.py --n 64 --repeat 3    # on a loaded machine: best of 3 rounds per side
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+#: Small random open_clip (evaluator layout) when the built-in evaluator is not installed.
+SMALL_CLIP_CFG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 128, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2},
+}
+
+
+def render_folder(folder: Path, n: int, seed: int, size: int) -> list[dict]:
+    """n random shapes-world scenes as <id>.png; returns their prompt rows."""
+    from bench.world import caption, random_scene, render
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        scene = random_scene(rng)
+        pid = f"img{i:05d}"
+        render(scene, size=size).save(folder / f"{pid}.png")
+        rows.append({"id": pid, "prompt": caption(scene, "descriptive"), "category": "descriptive"})
+    return rows
+
+
+def clip_spec(work: Path) -> tuple[str, str]:
+    """(extractor spec, description) of the CLIP used by both sides."""
+    from bench.models.evaluator_clip import DEFAULT_DIR
+
+    if (DEFAULT_DIR / "open_clip_config.json").is_file():
+        return f"clip:local-dir:{DEFAULT_DIR}", f"built-in evaluator {DEFAULT_DIR}"
+    import open_clip
+    from safetensors.torch import save_file
+
+    folder = work / "small-random-clip"
+    folder.mkdir()
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = open_clip.CLIP(**SMALL_CLIP_CFG)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": SMALL_CLIP_CFG, "preprocess_cfg": {}}))
+    return f"clip:local-dir:{folder}", "small open_clip ViT with random weights (built-in evaluator not installed)"
+
+
+class ExtractorModule(torch.nn.Module):
+    """torchmetrics' ``feature=``: uint8 NCHW images -> our extractor's features."""
+
+    def __init__(self, extractor):
+        super().__init__()
+        self.extractor = extractor
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        arrays = [im.permute(1, 2, 0).contiguous().numpy() for im in imgs.to(torch.uint8).cpu()]
+        return torch.from_numpy(self.extractor(arrays))
+
+
+def read_batches(paths: list[Path], batch_size: int):
+    """uint8 NCHW tensors, reading (decoding) the files again on every call."""
+    from bench.features.images import load_image
+
+    for start in range(0, len(paths), batch_size):
+        arrays = [load_image(p)[0] for p in paths[start : start + batch_size]]
+        yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+def ours(run: Path, reference: Path, clip: str, batch_size: int, cache: Path):
+    from bench.score import ScoreSpec, score_run
+
+    shutil.rmtree(run / "features", ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    start = time.perf_counter()
+    table = score_run(ScoreSpec(str(run), str(reference), features=("efficientnet-lite0",), clip=clip,
+                                batch_size=batch_size), progress=False)
+    return time.perf_counter() - start, table
+
+
+def peers(gen_paths: list[Path], ref_paths: list[Path], prompts: list[str], clip: str, batch_size: int):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    from bench.features import get_extractor
+
+    times, values = {}, {}
+    start = time.perf_counter()
+    fid = FrechetInceptionDistance(feature=ExtractorModule(get_extractor("efficientnet-lite0")))
+    for real, paths in ((False, gen_paths), (True, ref_paths)):
+        for batch in read_batches(paths, batch_size):
+            fid.update(batch, real=real)
+    values["FID"] = float(fid.compute())
+    times["torchmetrics FID"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    subset = min(1000, len(gen_paths), len(ref_paths))
+    kid = KernelInceptionDistance(feature=ExtractorModule(get_extractor("efficientnet-lite0")), subset_size=subset)
+    for real, paths in ((False, gen_paths), (True, ref_paths)):
+        for batch in read_batches(paths, batch_size):
+            kid.update(batch, real=real)
+    values["KID"] = float(kid.compute()[0])
+    times["torchmetrics KID"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    ext = get_extractor(clip)
+    img = np.concatenate([ext(list(b.permute(0, 2, 3, 1).numpy())) for b in read_batches(gen_paths, batch_size)])
+    txt, _ = ext.encode_text(prompts)
+    img = img / np.linalg.norm(img, axis=1, keepdims=True)
+    txt = txt / np.linalg.norm(txt, axis=1, keepdims=True)
+    values["CLIP score"] = float(np.mean(100.0 * np.maximum((img * txt).sum(axis=1), 0.0)))
+    times["CLIP-score pass"] = time.perf_counter() - start
+    return times, values
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=128, help="generated images, and as many reference images")
+    ap.add_argument("--size", type=int, default=64, help="image side in pixels")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeat", type=int, default=1, help="rounds (ours then peers); the fastest of each side is kept")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder and print its path")
+    args = ap.parse_args()
+
+    import logging
+
+    logging.getLogger("t2i_audit").setLevel(logging.ERROR)  # N < d warnings: expected at small N
+    warnings.filterwarnings("ignore", message=".*will save all extracted features.*")  # torchmetrics KID
+    from bench.features import get_extractor
+    from bench.importer import import_images
+
+    work = Path(tempfile.mkdtemp(prefix="bench-score-"))
+    cache = work / "cache"
+    os.environ["T2I_AUDIT_CACHE"] = str(cache)  # the reference's feature cache lives here, not in the user's cache
+    try:
+        rows = render_folder(work / "generated", args.n, seed=1, size=args.size)
+        render_folder(work / "reference", args.n, seed=2, size=args.size)
+        (work / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        run = work / "run"
+        import_images(str(work / "generated"), str(work / "prompts.jsonl"), "shapes-world-render", str(run))
+        clip, clip_desc = clip_spec(work)
+        from bench import rundir
+
+        samples = rundir.read_samples(run)
+        gen_paths = [run / p for p in samples.path]
+        ref_paths = sorted((work / "reference").glob("*.png"))
+        for spec in ("efficientnet-lite0", clip):  # warm-up: imports, weight hashes, kernels
+            get_extractor(spec)(np.zeros((2, args.size, args.size, 3), np.uint8))
+
+        print(f"work: N = {args.n} generated + {args.n} reference shapes-world renders, {args.size}x{args.size}, "
+              f"batch size {args.batch_size}, torch threads {torch.get_num_threads()}")
+        print(f"features: efficientnet-lite0 (1280-d); CLIP: {clip_desc}")
+        ours_s = peers_s = float("inf")
+        for r in range(args.repeat):  # alternate the sides; keep each side's fastest round (the machine may be loaded)
+            s, table = ours(run, work / "reference", clip, args.batch_size, cache)
+            times, peer_values = peers(gen_paths, ref_paths, samples.prompt.tolist(), clip, args.batch_size)
+            if args.repeat > 1:
+                print(f"round {r + 1}: ours {s:.2f} s, peers {sum(times.values()):.2f} s")
+            ours_s = min(ours_s, s)
+            if sum(times.values()) < peers_s:
+                peers_s, peer_times = sum(times.values()), times
+
+        all_rows = table[table.subset == "all"].set_index("metric").value
+        best = " (fastest round)" if args.repeat > 1 else ""
+        print(f"ours (one pass, score_run): {ours_s:7.2f} s{best}  -> {', '.join(all_rows.index)}")
+        for name, s in peer_times.items():
+            print(f"  peer {name:17s}: {s:7.2f} s")
+        print(f"peers (separate tools)    : {peers_s:7.2f} s{best}  -> FID, KID, CLIP score "
+              f"(CLIP score by hand: torchmetrics CLIPScore needs HF CLIP weights, not available offline)")
+        print(f"speed ratio peers/ours: {peers_s / ours_s:.2f}x (goal >= 2x)")
+
+        our_fd = float(all_rows["FD_efficientnet-lite0"])
+        rel = abs(our_fd - peer_values["FID"]) / abs(peer_values["FID"])
+        print(f"FD ours {our_fd:.6f} vs torchmetrics FID {peer_values['FID']:.6f}: relative difference {rel:.2e} "
+              f"({'OK' if rel <= 1e-3 else 'FAIL'}, tolerance 1e-3)")
+        print(f"KID ours {float(all_rows['KID_efficientnet-lite0']):.6f} vs torchmetrics {peer_values['KID']:.6f} "
+              f"(subsets drawn differently: equal only when the subset is all {args.n} images)")
+        clip_row = [m for m in all_rows.index if m.startswith("CLIPScore") or m.lower().startswith("clip")]
+        if clip_row:
+            print(f"CLIP score ours {float(all_rows[clip_row[0]]):.4f} vs separate pass {peer_values['CLIP score']:.4f}")
+        if args.n <= 1280:
+            print(f"note: N = {args.n} <= d = 1280, so both covariances are singular (FD still defined; "
+                  "sqrtm and torchmetrics' eigenvalue route may differ more)")
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
