@@ -115,6 +115,16 @@ def _row(result, subset: str, guidance: float | None, reference: str | None) -> 
     return row
 
 
+def _category_rows(per_group: pd.DataFrame, metric: str, value_col: str, n_col: str, extractor: str | None,
+                   guidance: float | None) -> list[dict]:
+    """metrics.parquet rows for a report's per-category table."""
+    return [
+        {"metric": metric, "value": float(g[value_col]), "n": int(g[n_col]), "extractor": extractor,
+         "subset": f"category={g['category']}", "guidance": math.nan if guidance is None else guidance, "reference": None}
+        for _, g in per_group.iterrows()
+    ]
+
+
 def _prompt_specs(manifest: dict) -> dict | None:
     """Specs by prompt id when the run's prompt set is judged by the shapes-world detector."""
     from bench.prompts import load_prompt_set
@@ -207,10 +217,7 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
                 report = M.clip_score_report(kept[group], fs.features[group], text_emb[rows_idx][group],
                                              truncated=truncated[rows_idx][group], extractor=fs.extractor)
                 rows.append(_row(report.overall, "all", guidance, None))
-                for _, g in report.per_group.iterrows():
-                    rows.append({"metric": report.overall.metric, "value": float(g["mean"]), "n": int(g["n_images"]),
-                                 "extractor": fs.extractor, "subset": f"category={g['category']}",
-                                 "guidance": math.nan if guidance is None else guidance, "reference": None})
+                rows += _category_rows(report.per_group, report.overall.metric, "mean", "n_images", fs.extractor, guidance)
             if reference and not reference.npz:
                 ref_fs = extract_features(list(reference.paths), clip, reference.cache, spec.batch_size, progress, root=reference.root)
                 for guidance, group in _guidance_groups(kept):
@@ -226,10 +233,7 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
                 sub = judged[group].reset_index(drop=True)
                 report = M.compositional_accuracy(sub, [run / p for p in sub.path], specs=specs)
                 rows.append(_row(report.overall, "all", guidance, None))
-                for _, g in report.per_group.iterrows():
-                    rows.append({"metric": report.overall.metric, "value": float(g["accuracy"]), "n": int(g["n"]),
-                                 "extractor": "shapes-world-detector", "subset": f"category={g['category']}",
-                                 "guidance": math.nan if guidance is None else guidance, "reference": None})
+                rows += _category_rows(report.per_group, report.overall.metric, "accuracy", "n", "shapes-world-detector", guidance)
 
     if not rows:
         raise UserError(
