@@ -72,17 +72,9 @@ def clip_spec(work: Path) -> tuple[str, str]:
 
     if (DEFAULT_DIR / "open_clip_config.json").is_file():
         return f"clip:local-dir:{DEFAULT_DIR}", f"built-in evaluator {DEFAULT_DIR}"
-    import open_clip
-    from safetensors.torch import save_file
+    from bench.models.tiny import write_random_open_clip
 
-    folder = work / "small-random-clip"
-    folder.mkdir()
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = open_clip.CLIP(**SMALL_CLIP_CFG)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": SMALL_CLIP_CFG, "preprocess_cfg": {}}))
+    folder = write_random_open_clip(work / "small-random-clip", SMALL_CLIP_CFG)
     return f"clip:local-dir:{folder}", "small open_clip ViT with random weights (built-in evaluator not installed)"
 
 

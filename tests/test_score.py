@@ -104,3 +104,20 @@ def test_world_reference_renders_satisfy_their_specs(tmp_path, capsys):
     assert len(files) == 2 * len(prompts)
     verdicts = [check(prompts[f.stem.rsplit("_", 1)[0]].spec, Image.open(f))["correct"] for f in files]
     assert all(verdicts)
+
+
+def test_clip_score_and_cmmd_through_a_local_open_clip(shapes_runs, tmp_path):
+    from bench.models.tiny import write_random_open_clip
+
+    run, ref = shapes_runs
+    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    clip_dir = write_random_open_clip(tmp_path / "clip", cfg)
+    table = score_run(ScoreSpec(run=str(run), reference=str(ref), features=(), clip=f"local-dir:{clip_dir}"), progress=False)
+    overall = table[table.subset == "all"]
+    clip = overall[overall.metric == "CLIPScore"]
+    assert sorted(clip.guidance.fillna(-1)) == [-1, 1.0, 3.0]
+    assert clip.value.between(0, 100).all()
+    assert (overall.metric == "CMMD").sum() == 3
+    per_category = table[(table.metric == "CLIPScore") & table.subset.str.startswith("category=")]
+    assert len(per_category) == 3 * 9

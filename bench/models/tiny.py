@@ -81,3 +81,28 @@ def ensure_tiny_pipeline_dir(cache_root: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def write_random_open_clip(folder: str | Path, model_cfg: dict, seed: int = 0) -> Path:
+    """An open_clip model with seeded random weights, in the evaluator-CLIP folder layout.
+
+    (``open_clip_config.json`` + ``open_clip_model.safetensors``, what
+    ``clip:local-dir:<folder>`` loads.)  For tests and benchmarks that must run
+    the real CLIP code path offline before a trained evaluator exists.
+    """
+    import json
+    import warnings
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # open_clip warns about QuickGELU defaults
+        model = open_clip.CLIP(**model_cfg)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}))
+    return folder

@@ -38,18 +38,9 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def tiny_clip_dir(tmp_path_factory) -> Path:
     """An evaluator-CLIP folder (open_clip_config.json + open_clip_model.safetensors) with random weights."""
-    import open_clip
-    from safetensors.torch import save_file
+    from bench.models.tiny import write_random_open_clip
 
-    folder = tmp_path_factory.mktemp("clip") / "tiny-evaluator"
-    folder.mkdir()
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = open_clip.CLIP(**TINY_CLIP_CFG)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP_CFG, "preprocess_cfg": {}}))
-    return folder
+    return write_random_open_clip(tmp_path_factory.mktemp("clip") / "tiny-evaluator", TINY_CLIP_CFG)
 
 
 @pytest.fixture(scope="module")
