@@ -72,7 +72,7 @@ def text_config(hidden: int) -> dict:
 
 def unet_config(cross_dim: int) -> dict:
     return dict(sample_size=IMAGE_SIZE // 8, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
-                layers_per_block=2, block_out_channels=(96, 192, 192),
+                layers_per_block=1, block_out_channels=(64, 128, 128),
                 down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
                 cross_attention_dim=cross_dim, attention_head_dim=32, norm_num_groups=16)
@@ -527,7 +527,7 @@ def main(argv=None) -> int:
     ap.add_argument("--corpus-n", type=int, default=100_000)
     ap.add_argument("--corpus-seed", type=int, default=0)
     ap.add_argument("--n-train", type=int, default=40_000)
-    ap.add_argument("--vae-steps", type=int, default=500)
+    ap.add_argument("--vae-steps", type=int, default=2000)
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=2e-3)
     ap.add_argument("--vae-kl", type=float, default=1e-4)

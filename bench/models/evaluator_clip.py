@@ -49,8 +49,16 @@ def load_evaluator_clip(model_dir: str | Path = DEFAULT_DIR, device: str = "cpu"
     weights = model_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise UserError(f"evaluator CLIP weights {weights} are missing; run scripts/train_evaluator_clip.py")
+    import logging
+
     name = register_config(model_dir)
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, device=device)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # open_clip warns "no pretrained weights": we load them just below
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, device=device)
+    finally:
+        root.setLevel(level)
     state = {k: v.float() for k, v in load_file(str(weights)).items()}
     model.load_state_dict(state)
     model.to(device=device, dtype=torch.float32).eval()
