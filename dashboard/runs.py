@@ -150,17 +150,9 @@ def load_samples(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
     a partly written run can be shown as such.
     """
     run_dir = Path(run_dir)
-    path = run_dir / SAMPLES
-    if not path.is_file():
-        return None, f"{SAMPLES} is missing (generation has not written it yet)"
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for damaged files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, f"{SAMPLES} cannot be read: {first_line}"
-    missing = [c for c in REQUIRED_SAMPLE_COLUMNS if c not in df.columns]
-    if missing:
-        return None, f"{SAMPLES} lacks column(s): {', '.join(missing)}"
+    df, error = _read_parquet(run_dir / SAMPLES, REQUIRED_SAMPLE_COLUMNS, "generation has not written it yet")
+    if error:
+        return None, error
     df = df.copy()
     resolved = [_resolve_image(run_dir, p) for p in df["path"]]
     df["abs_path"] = [str(p) if p else "" for p in resolved]
