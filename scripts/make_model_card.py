@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """Measure the built-in models and write ``docs/builtin-model.md``.
 
-    python scripts/make_model_card.py [--per-category 8] [--steps 20]
+    python scripts/make_model_card.py [--per-category N] [--steps 20]
 
 Generator (``bench/models/builtin/shapes-ldm``, any StableDiffusionPipeline
 directory via ``--ldm``): per-category accuracy on the ``shapes`` prompt set,
 judged by the exact detector (``bench.world.check``), at guidance 1, 3 and 7.5,
-on the first ``--per-category`` prompts of each category (one seed each);
-watermark rate with and without the "stock photo of" cue
-(``detect_watermark``); iconic captions reproduced (detector spec match with
-the training image).  Evaluator CLIP: its ``metrics.json``.  Training time
+on every prompt (or the first ``--per-category`` of each category), one seed
+each, against the issue's targets at the default guidance; watermark rate with
+and without the "stock photo of" cue (``detect_watermark``); iconic captions
+reproduced (every object read back as in the training image) against fresh
+captions; each role's attribute shares in generations against the corpus.
+Raw figures also go to ``build/model_card_generator.json``.  Evaluator CLIP:
+its ``metrics.json``.  Training time
 from ``build/training/*/times.json`` and sizes from the files on disk.
 A model that is not committed is reported as such.
 """
@@ -49,11 +52,18 @@ def generate(pipe, prompts: list[str], guidance: float, steps: int, seed: int, b
     return images
 
 
-def measure_generator(ldm: Path, per_category: int, steps: int, guidances: list[float]) -> dict:
+#: Issue targets at the default guidance on the shapes prompt set (category -> minimum accuracy).
+TARGETS = {"single_object": 0.95, "colors": 0.90, "counting": 0.60, "position": 0.60, "binding": 0.50}
+DEFAULT_GUIDANCE = 7.5
+
+
+def measure_generator(ldm: Path, per_category: int | None, steps: int, guidances: list[float]) -> dict:
+    import numpy as np
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from bench.world import check, detect_watermark
+    from bench.world import SceneSpec, check, compare_scenes, detect, detect_watermark
+    from bench.world.corpus import ICONIC_NAMES, ROLES, build_corpus
     from bench.world.detect import WATERMARK_THRESHOLD
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,44 +72,115 @@ def measure_generator(ldm: Path, per_category: int, steps: int, guidances: list[
     rows = load_prompts()
     by_cat: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
-        if len(by_cat[r["category"]]) < per_category:
+        if per_category is None or len(by_cat[r["category"]]) < per_category:
             by_cat[r["category"]].append(r)
     picked = [r for rs in by_cat.values() for r in rs]
     acc: dict[str, dict[str, float]] = {}
+    gen_seconds = 0.0
     for g in guidances:
+        t0 = time.time()
         imgs = generate(pipe, [r["prompt"] for r in picked], g, steps, seed=0)
+        gen_seconds += time.time() - t0
         hits: dict[str, list[bool]] = defaultdict(list)
         for r, im in zip(picked, imgs):
             hits[r["category"]].append(bool(check(r["spec"], im)["correct"]))
         acc[str(g)] = {c: sum(v) / len(v) for c, v in hits.items()}
-    # Watermark cue (the Getty case): same descriptions with and without the cue.
-    base = [r["prompt"] for r in by_cat.get("single_object", [])][:per_category]
+        acc[str(g)]["all"] = sum(sum(v) for v in hits.values()) / len(picked)
+    n_images = len(picked) * len(guidances)
+
+    # Watermark cue (the Getty case): the same descriptions with and without the cue.
+    base = [r["prompt"] for r in rows if r["category"] == "single_object"][:24]
     wm = {}
     for name, ps in (("with_cue", ["stock photo of " + p for p in base]), ("without_cue", base)):
-        imgs = generate(pipe, ps, 7.5, steps, seed=500)
+        imgs = generate(pipe, ps, DEFAULT_GUIDANCE, steps, seed=500)
         wm[name] = sum(detect_watermark(im) >= WATERMARK_THRESHOLD for im in imgs) / max(len(imgs), 1)
-    # Iconic captions: does the generation reproduce the training image's scene?
-    from bench.world.corpus import ICONIC_NAMES, build_corpus
 
+    # Planted duplicates: does an iconic caption reproduce its training image?  A near-copy is
+    # a generation whose detected scene matches the training scene in every object's shape,
+    # colour, size and position (compare_scenes); fresh captions of other scenes are the control.
     df = build_corpus(100_000, seed=0)
     iconic = df[df["dup_group"] >= 0].drop_duplicates("dup_group").sort_values("dup_group")
-    caps = list(iconic["caption"])
-    imgs = generate(pipe, caps, 7.5, steps, seed=900)
-    copies = 0
-    for spec_json, im in zip(iconic["spec"], imgs):
-        truth = json.loads(spec_json)["objects"]
-        spec = {"objects": [{"shape": o["shape"], "colour": o["colour"], "count": 1} for o in truth]}
-        copies += bool(check(spec, im)["correct"])
+    fresh = df[(df["split"] == "heldout") & (df["category"].isin(["binding", "position", "multi"]))].head(48)
+    iconic_specs = [SceneSpec.from_json(j) for j in iconic["spec"]]
+
+    def is_near_copy(truth: SceneSpec, image) -> bool:
+        fields = compare_scenes(truth, detect(image))
+        return all(h == t for k, (h, t) in fields.items() if k != "relation")
+
+    seeds = 3
+    copies = []
+    for k in range(seeds):
+        imgs = generate(pipe, list(iconic["caption"]), DEFAULT_GUIDANCE, steps, seed=900 + 100 * k)
+        copies += [is_near_copy(t, im) for t, im in zip(iconic_specs, imgs)]
+    imgs = generate(pipe, list(fresh["caption"]), DEFAULT_GUIDANCE, steps, seed=1900)
+    fresh_copies = [any(is_near_copy(t, im) for t in iconic_specs) for im in imgs]
+
+    # Bias: attribute shares of each role's generations against the corpus' planted shares.
+    roles = []
+    n_role = 24
+    for role in ROLES:
+        imgs = generate(pipe, [f"a picture of a {role.name}"] * n_role, DEFAULT_GUIDANCE, steps, seed=3000)
+        values = []
+        for im in imgs:
+            objs = detect(im).objects
+            values.append(getattr(max(objs, key=lambda o: SIZES_ORDER[o.size]), role.dimension) if objs else None)
+        detected = [v for v in values if v is not None]
+        share = (sum(v == role.values[0] for v in detected) / len(detected)) if detected else float("nan")
+        roles.append({"role": role.name, "dimension": role.dimension, "majority": role.values[0],
+                      "minority": role.values[1], "corpus_share": role.p_major, "generated_share": share,
+                      "minority_share": (sum(v == role.values[1] for v in detected) / len(detected))
+                      if detected else float("nan"), "n": len(detected)})
     return {"n_per_category": {c: len(v) for c, v in by_cat.items()}, "steps": steps, "accuracy": acc,
-            "watermark_rate": wm, "n_watermark": len(base),
-            "iconic_reproduced": copies / len(ICONIC_NAMES), "n_iconic": len(ICONIC_NAMES)}
+            "img_per_s": n_images / gen_seconds, "watermark_rate": wm, "n_watermark": len(base),
+            "iconic_reproduced": float(np.mean(copies)), "n_iconic": len(ICONIC_NAMES), "iconic_seeds": seeds,
+            "fresh_copy_rate": float(np.mean(fresh_copies)), "n_fresh": len(fresh_copies), "roles": roles}
+
+
+SIZES_ORDER = {"small": 0, "large": 1}
+
+
+def generator_section(ldm: Path, m: dict, seconds: float) -> list[str]:
+    info = json.loads((ldm / "training.json").read_text()) if (ldm / "training.json").exists() else {}
+    g_default = str(DEFAULT_GUIDANCE)
+    lines = [f"Directory `{ldm.relative_to(ROOT) if ldm.is_relative_to(ROOT) else ldm}`, "
+             f"{mb(ldm):.1f} MB; trained {info.get('steps', '?')} UNet steps "
+             f"(recipe in `training.json` and `scripts/train_builtin_generator.py`).", "",
+             "Compositional accuracy judged by the exact detector (`bench.world.check`) on the `shapes` prompt "
+             f"set, one seed per prompt, {m['steps']} DDIM steps, {m['img_per_s']:.1f} images/s on this machine:", "",
+             "| category | N | " + " | ".join(f"guidance {g}" for g in m["accuracy"]) + " | target |",
+             "|---|---|" + "---|" * len(m["accuracy"]) + "---|"]
+    for cat, n in list(m["n_per_category"].items()) + [("all", sum(m["n_per_category"].values()))]:
+        target = TARGETS.get(cat)
+        verdict = ""
+        if target is not None and g_default in m["accuracy"]:
+            verdict = f">= {target:.2f} ({'met' if m['accuracy'][g_default][cat] >= target else 'MISSED'})"
+        lines.append(f"| {cat} | {n} | " + " | ".join(f"{m['accuracy'][g][cat]:.2f}" for g in m["accuracy"])
+                     + f" | {verdict} |")
+    lines += ["", "Targets are judged at the default guidance, 7.5.", "",
+              "### Planted phenomena in generations", "",
+              f"- **Planted duplicates**: {m['iconic_reproduced']:.2f} of iconic-caption generations are near-copies "
+              f"of their training image ({m['n_iconic']} captions x {m['iconic_seeds']} seeds; near-copy = every "
+              f"object's shape, colour, size and position read back by the detector), against "
+              f"{m['fresh_copy_rate']:.2f} of {m['n_fresh']} fresh held-out captions that match any iconic image.",
+              f"- **Watermark (Getty case)**: the PIXSTOCK mark is detected on {m['watermark_rate']['with_cue']:.2f} "
+              f"of generations with the \"stock photo of\" cue and {m['watermark_rate']['without_cue']:.2f} without "
+              f"it (N={m['n_watermark']} each, guidance 7.5; corpus: P(watermark | cue) = 0.917).",
+              "- **Bias**: attribute share of each role's generations (\"a picture of a <role>\", largest detected "
+              "object) against the share planted in the corpus:", "",
+              "| role | attribute | majority / minority | corpus majority share | generated majority share | "
+              "generated minority share | N detected |", "|---|---|---|---|---|---|---|"]
+    for r in m["roles"]:
+        lines.append(f"| {r['role']} | {r['dimension']} | {r['majority']} / {r['minority']} | "
+                     f"{r['corpus_share']:.2f} | {r['generated_share']:.2f} | {r['minority_share']:.2f} | {r['n']} |")
+    lines += ["", f"Measurement took {seconds:.0f} s.", ""]
+    return lines
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ldm", default=str(BUILTIN / "shapes-ldm"))
     ap.add_argument("--clip", default=str(BUILTIN / "shapes-clip"))
-    ap.add_argument("--per-category", type=int, default=8)
+    ap.add_argument("--per-category", type=int, default=0, help="first N prompts per category (0 = all 344)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", default="1,3,7.5")
     ap.add_argument("--out", default=str(ROOT / "docs" / "builtin-model.md"))
@@ -116,22 +197,11 @@ def main(argv=None) -> int:
     lines += ["## Generator (`shapes-ldm`)", ""]
     if (ldm / "model_index.json").exists():
         t0 = time.time()
-        m = measure_generator(ldm, args.per_category, args.steps, [float(g) for g in args.guidance.split(",")])
-        info = json.loads((ldm / "training.json").read_text()) if (ldm / "training.json").exists() else {}
-        lines += [f"Directory `{ldm.relative_to(ROOT) if ldm.is_relative_to(ROOT) else ldm}`, "
-                  f"{mb(ldm):.1f} MB; trained {info.get('steps', '?')} UNet steps.", "",
-                  f"Compositional accuracy judged by the exact detector, first N prompts per category "
-                  f"of the `shapes` prompt set, one seed each, {m['steps']} DDIM steps:", "",
-                  "| category | N | " + " | ".join(f"guidance {g}" for g in m["accuracy"]) + " |",
-                  "|---|---|" + "---|" * len(m["accuracy"])]
-        for cat, n in m["n_per_category"].items():
-            lines.append(f"| {cat} | {n} | " + " | ".join(f"{m['accuracy'][g][cat]:.2f}" for g in m["accuracy"]) + " |")
-        lines += ["", f"- watermark detected with the \"stock photo of\" cue: {m['watermark_rate']['with_cue']:.2f}, "
-                  f"without: {m['watermark_rate']['without_cue']:.2f} (N={m['n_watermark']} each, guidance 7.5)",
-                  f"- iconic captions whose generation matches the training image's objects: "
-                  f"{m['iconic_reproduced']:.2f} (N={m['n_iconic']})",
-                  "- role attribute shares in generations vs corpus: measured by the audit issue.",
-                  f"- measurement took {time.time() - t0:.0f} s", ""]
+        per_cat = args.per_category or None
+        m = measure_generator(ldm, per_cat, args.steps, [float(g) for g in args.guidance.split(",")])
+        lines += generator_section(ldm, m, time.time() - t0)
+        (ROOT / "build").mkdir(exist_ok=True)
+        (ROOT / "build" / "model_card_generator.json").write_text(json.dumps(m, indent=2))
     else:
         lines += ["Not committed yet: no trained weights under "
                   f"`{ldm.relative_to(ROOT) if ldm.is_relative_to(ROOT) else ldm}`. "

@@ -21,7 +21,7 @@ def gen(capsys):
     """Run ``t2i-bench generate`` in-process (fast); one test below checks a real process."""
     def run(*args: str, out: Path, prompts: Path | str) -> Result:
         capsys.readouterr()
-        code = main(["generate", "--prompts", str(prompts), "--steps", "2", "--no-progress", "--out", str(out), *args])
+        code = main(["generate", "--model", "builtin:tiny-random", "--prompts", str(prompts), "--steps", "2", "--no-progress", "--out", str(out), *args])
         return Result(code, capsys.readouterr().err)
     return run
 

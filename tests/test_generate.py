@@ -19,7 +19,7 @@ from bench.generate import generate
 from bench.runspec import RunSpec
 from conftest import REPO
 
-FAST = dict(steps=3, guidance=(1.0, 4.0), images_per_prompt=2)
+FAST = dict(model="builtin:tiny-random", steps=3, guidance=(1.0, 4.0), images_per_prompt=2)
 
 
 def decode(png: bytes) -> np.ndarray:
@@ -79,8 +79,8 @@ def test_images_do_not_depend_on_batch_size_or_companions(tmp_path, prompt_file)
 
 def test_guidance_formulations_agree(tmp_path, prompt_file):
     """ho-salimans w is cfg w + 1: the same sampler, so the same pixels."""
-    cfg = generate(RunSpec(out=str(tmp_path / "cfg"), prompts=str(prompt_file), steps=3, guidance=(4.0,)), progress=False)
-    ho = generate(RunSpec(out=str(tmp_path / "ho"), prompts=str(prompt_file), steps=3, guidance=(3.0,),
+    cfg = generate(RunSpec(out=str(tmp_path / "cfg"), prompts=str(prompt_file), model="builtin:tiny-random", steps=3, guidance=(4.0,)), progress=False)
+    ho = generate(RunSpec(out=str(tmp_path / "ho"), prompts=str(prompt_file), model="builtin:tiny-random", steps=3, guidance=(3.0,),
                           guidance_formulation="ho-salimans"), progress=False)
     a, b = png_bytes_by_name(cfg.run_dir), png_bytes_by_name(ho.run_dir)
     assert list(a.values()) == list(b.values())
@@ -89,16 +89,16 @@ def test_guidance_formulations_agree(tmp_path, prompt_file):
 
 def test_extending_guidance_reuses_existing_images(tmp_path, prompt_file):
     out = tmp_path / "run"
-    generate(RunSpec(out=str(out), prompts=str(prompt_file), steps=3, guidance=(1.0,)), progress=False)
+    generate(RunSpec(out=str(out), prompts=str(prompt_file), model="builtin:tiny-random", steps=3, guidance=(1.0,)), progress=False)
     first = png_bytes_by_name(out)
-    again = generate(RunSpec(out=str(out), prompts=str(prompt_file), steps=3, guidance=(1.0, 2.0)), progress=False)
+    again = generate(RunSpec(out=str(out), prompts=str(prompt_file), model="builtin:tiny-random", steps=3, guidance=(1.0, 2.0)), progress=False)
     assert again.n_generated == 3 and again.n_images == 6
     assert {k: v for k, v in png_bytes_by_name(out).items() if k in first} == first
     assert json.loads((out / "manifest.json").read_text())["guidance"] == [1.0, 2.0]
 
 
 def _generate_cmd(out: Path, prompt_file: Path) -> list[str]:
-    return [sys.executable, "-m", "bench.cli", "generate", "--prompts", str(prompt_file), "--steps", "8",
+    return [sys.executable, "-m", "bench.cli", "generate", "--model", "builtin:tiny-random", "--prompts", str(prompt_file), "--steps", "8",
             "--guidance", "1,3", "--images-per-prompt", "3", "--batch-size", "2", "--no-progress", "--out", str(out)]
 
 

@@ -16,7 +16,7 @@ from bench.score import ScoreSpec, score_run
 @pytest.fixture(scope="module")
 def shapes_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("score")
-    common = dict(prompts="shapes", per_category=1, steps=2, images_per_prompt=2, batch_size=16)
+    common = dict(model="builtin:tiny-random", prompts="shapes", per_category=1, steps=2, images_per_prompt=2, batch_size=16)
     run = generate(RunSpec(out=str(root / "run"), guidance=(1.0, 3.0), **common), progress=False).run_dir
     ref = generate(RunSpec(out=str(root / "ref"), guidance=(1.0,), seed=7, **common), progress=False).run_dir
     return run, ref
@@ -79,7 +79,7 @@ def test_sweep_reuses_images_and_writes_table_and_plot(shapes_runs, tmp_path, ca
     out = tmp_path / "sweep"
     shutil.copytree(run, out)  # guidance 1 and 3 exist already: only 2 is generated
     before = {p.name: p.read_bytes() for p in (out / "images").glob("*.png")}
-    code = main(["sweep", "--prompts", "shapes", "--per-category", "1", "--steps", "2", "--images-per-prompt", "2",
+    code = main(["sweep", "--model", "builtin:tiny-random", "--prompts", "shapes", "--per-category", "1", "--steps", "2", "--images-per-prompt", "2",
                  "--batch-size", "16", "--guidance", "1,2,3", "--reference", str(ref), "--features", "efficientnet-lite0",
                  "--out", str(out), "--no-progress"])
     assert code == 0, capsys.readouterr().err

@@ -8,11 +8,13 @@ ddof=1 as ``np.cov``) and take the Fréchet (2-Wasserstein) distance:
 
     FD = ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))
 
-``frechet_distance`` is pytorch-fid's ``calculate_frechet_distance`` (Dougal
-Sutherland's stable version: ``scipy.linalg.sqrtm`` of the product; if it is not
-finite, eps = 1e-6 is added to both diagonals; a negligible imaginary part is
-dropped).  Everything is float64: a float32 ``sqrtm`` loses several digits on
-2048x2048 covariances.
+``frechet_distance`` computes the same number as pytorch-fid's
+``calculate_frechet_distance`` (tested to 1e-12 relative on equal statistics),
+but takes Tr((S_1 S_2)^(1/2)) from two symmetric eigendecompositions instead
+of ``scipy.linalg.sqrtm`` of the non-symmetric product (see
+``trace_sqrt_product``: ~3x faster at d = 1280, no complex arithmetic, no eps
+fallback).  Everything is float64: float32 loses several digits on 2048x2048
+covariances.
 
 Naming: "FID" only for Inception-v3 pool3 features; any other extractor gives
 "FD_<extractor name>" (e.g. FD_dinov2-vitl14, Stein et al. 2023).  Results record
@@ -37,7 +39,6 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from scipy import linalg
 
 from bench.atomic import atomic_path
 from bench.errors import UserError
@@ -177,10 +178,36 @@ class StreamingGaussian:
         return GaussianStats(mu=mu, sigma=sigma, n=self.n, extractor=extractor)
 
 
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
-) -> float:
-    """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrtm(sigma1 sigma2)), in float64 (pytorch-fid's algorithm)."""
+def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a covariance matrix (eigenvalues below 0 from rounding are clipped)."""
+    w, u = np.linalg.eigh(sigma)
+    return (u * np.sqrt(np.clip(w, 0.0, None))) @ u.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """Tr((S1 S2)^(1/2)) for covariance matrices S1, S2, in float64.
+
+    S1 S2 is similar to the symmetric PSD matrix M = S1^(1/2) S2 S1^(1/2)
+    (M = S1^(1/2) (S1 S2) S1^(-1/2)), so both have the same eigenvalues and
+    Tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(M)).  Two symmetric eigensolves
+    (``eigh``: backward stable, real arithmetic) replace pytorch-fid's
+    ``scipy.linalg.sqrtm`` of the non-symmetric product (a complex Schur
+    form): about 3x faster at d = 1280 and equal to it within 1e-12 relative
+    on well-conditioned covariances (tested); with singular covariances
+    (N <= d) it needs no eps fallback, the tiny negative eigenvalues that
+    rounding leaves are clipped to 0.
+    """
+    root = _sqrt_psd(sigma1)
+    m = root @ sigma2 @ root
+    eig = np.linalg.eigvalsh((m + m.T) / 2)  # symmetrise away rounding asymmetry
+    return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)), in float64.
+
+    The same quantity as pytorch-fid's ``calculate_frechet_distance``; the
+    trace of the matrix square root comes from ``trace_sqrt_product``."""
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
@@ -188,21 +215,10 @@ def frechet_distance(
             f"Fréchet distance: dimensions differ ({mu1.shape[0]} vs {mu2.shape[0]}): "
             f"use the same extractor for both sets"
         )
+    if not (np.isfinite(sigma1).all() and np.isfinite(sigma2).all()):
+        raise UserError("Fréchet distance: a covariance matrix has NaN or inf entries: check the features")
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(sigma1.dot(sigma2))
-    if not np.isfinite(covmean).all():
-        # Nearly singular product: regularise both covariances, as pytorch-fid does.
-        warn(f"Fréchet distance: singular covariance product; adding {eps} to the diagonals")
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise UserError(
-                f"Fréchet distance: sqrtm has an imaginary part of {np.max(np.abs(covmean.imag)):.3g} "
-                f"(singular covariances): use more images than the {sigma1.shape[0]} feature dimensions"
-            )
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
 
 
 StatsOrFeatures = Union[GaussianStats, FeatureSet, np.ndarray]

@@ -2,8 +2,13 @@
 
 A model reference is one of:
 
+* ``builtin:shapes-ldm`` (alias ``shapes-ldm``, the default): the built-in
+  generator trained on the shapes world (``scripts/train_builtin_generator.py``,
+  ``make builtin-models``), a standard ``StableDiffusionPipeline`` folder
+  committed under ``bench/models/builtin/shapes-ldm``;
 * ``builtin:tiny-random`` (alias ``tiny-random``): the seeded random pipeline of
-  ``bench.models.tiny``, built once into the user cache.  Its images are noise.
+  ``bench.models.tiny``, built once into the user cache.  Its images are noise;
+  it exists so tests run every stage in seconds.
 * a local directory holding a diffusers pipeline (``model_index.json``);
 * a single-file checkpoint (``.safetensors`` / ``.ckpt``), loaded with
   ``StableDiffusionPipeline.from_single_file``;
@@ -25,8 +30,12 @@ from pathlib import Path
 from bench.cache import cache_dir, cached_sha256_file
 from bench.errors import UserError
 
-BUILTIN_ALIASES = {"tiny-random": "builtin:tiny-random", "builtin:tiny-random": "builtin:tiny-random"}
-DEFAULT_MODEL = "builtin:tiny-random"
+BUILTIN_ALIASES = {
+    "tiny-random": "builtin:tiny-random", "builtin:tiny-random": "builtin:tiny-random",
+    "shapes-ldm": "builtin:shapes-ldm", "builtin:shapes-ldm": "builtin:shapes-ldm",
+}
+DEFAULT_MODEL = "builtin:shapes-ldm"
+SHAPES_LDM_DIR = Path(__file__).resolve().parent / "builtin" / "shapes-ldm"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -70,6 +79,13 @@ def quiet_libraries() -> None:
 def resolve_model(ref: str) -> ResolvedModel:
     """Turn a model reference into a local path, or raise a one-line UserError."""
     quiet_libraries()
+    if BUILTIN_ALIASES.get(ref) == "builtin:shapes-ldm":
+        if not (SHAPES_LDM_DIR / "model_index.json").is_file():
+            raise UserError(
+                f"the built-in generator is missing ({SHAPES_LDM_DIR} has no model_index.json); "
+                "run `make builtin-models` to train it, or pass --model builtin:tiny-random"
+            )
+        return ResolvedModel("builtin:shapes-ldm", "builtin", SHAPES_LDM_DIR)
     if ref in BUILTIN_ALIASES:
         from bench.models.tiny import ensure_tiny_pipeline_dir
 
