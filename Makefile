@@ -7,7 +7,7 @@ RUNS   ?= runs
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast demo bench-generate bench-score bench-fid-memory browser dashboard clean
+.PHONY: install clip-retrieval-env test test-fast demo builtin-models bench-generate bench-score bench-fid-memory bench-knn browser dashboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,13 +17,26 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# clip-retrieval in its own environment: its pins clash with the core's (see
+# requirements/clip-retrieval.txt). The interop tests run its `index` and `back`.
+CR_VENV  := .venv-clip-retrieval
+CR_STAMP := $(CR_VENV)/.installed
+
+$(CR_STAMP): requirements/clip-retrieval.txt
+	test -x $(CR_VENV)/bin/python || $(PYTHON) -m venv $(CR_VENV)
+	$(CR_VENV)/bin/pip install --quiet --upgrade pip
+	$(CR_VENV)/bin/pip install --quiet -r requirements/clip-retrieval.txt
+	touch $(CR_STAMP)
+
+clip-retrieval-env: $(CR_STAMP)
+
 # Headless Chromium for the dashboard's browser tests (Debian's package).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser
+test: $(STAMP) browser $(CR_STAMP)
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: $(STAMP)
@@ -31,6 +44,16 @@ test-fast: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m bench.demo --runs $(RUNS)
+	$(BIN)/python -m audit.demo --runs $(RUNS)
+
+# Retrain the built-in models from scratch (seeded, resumable: run it again after
+# an interruption) and re-measure the model card.  Checkpoints and loss curves go
+# to build/training/; the weights to bench/models/builtin/.  See docs/builtin-model.md
+# for the measured wall time on 2 CPU cores.
+builtin-models: $(STAMP)
+	$(BIN)/python scripts/train_builtin_generator.py
+	$(BIN)/python scripts/train_evaluator_clip.py
+	$(BIN)/python scripts/make_model_card.py
 
 bench-generate: $(STAMP)
 	$(BIN)/python scripts/bench_generate.py
@@ -40,6 +63,14 @@ bench-score: $(STAMP)
 
 bench-fid-memory: $(STAMP)
 	$(BIN)/python scripts/bench_fid_memory.py
+
+# autofaiss IVF-PQ vs exact search on 1M x 512 clustered vectors; figures to build/bench/knn.json.
+# The key: autofaiss' own pick at 1M (IVF16384) is 110 B/vector by its own estimate, over the
+# 100 B goal, and 10x the k-means cost; 4096 lists = 4 sqrt(N), faiss' guideline (docs/scale.md).
+# Smaller first: make bench-knn KNN_ARGS="--n 100000 --index-key ''"  ('' = autofaiss chooses)
+KNN_INDEX_KEY ?= OPQ64_448,IVF4096_HNSW32,PQ64x8
+bench-knn: $(STAMP)
+	$(BIN)/python scripts/bench_knn.py --index-key '$(KNN_INDEX_KEY)' $(KNN_ARGS)
 
 dashboard: $(STAMP)
 	$(BIN)/t2i-dashboard --runs $(RUNS)

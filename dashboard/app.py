@@ -3,7 +3,7 @@
 Usually started by ``t2i-dashboard`` (``dashboard.cli``).  The runs root comes
 from ``--runs`` after Streamlit's ``--``, else the ``T2I_RUNS_DIR`` environment
 variable, else ``./runs``.  Pages live in ``dashboard.views`` and are listed
-in ``pages`` in ``main`` below (Runs, Metrics); add a page there (memorization, bias, ...).
+in ``pages`` in ``main`` below (Runs, Metrics, Memorization); add a page there (bias, ...).
 
 Importing this module has no side effects; Streamlit runs it as ``__main__``.
 """
@@ -22,7 +22,7 @@ except ImportError:  # run as a script from a source checkout: make `dashboard` 
 
 import streamlit as st
 
-from dashboard.views import metrics_page, runs_page
+from dashboard.views import memorization_page, metrics_page, runs_page
 
 ENV_RUNS_DIR = "T2I_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
@@ -49,9 +49,13 @@ def main() -> None:
     def metrics() -> None:
         metrics_page.render(root)
 
+    def memorization() -> None:
+        memorization_page.render(root)
+
     pages = [
         st.Page(runs, title="Runs", icon=":material/photo_library:", url_path="runs", default=True),
         st.Page(metrics, title="Metrics", icon=":material/query_stats:", url_path="metrics"),
+        st.Page(memorization, title="Memorization", icon=":material/content_copy:", url_path="memorization"),
     ]
     st.navigation(pages).run()
 

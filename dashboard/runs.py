@@ -28,10 +28,30 @@ SAMPLES = "samples.parquet"
 METRICS = "metrics.parquet"  # written by `t2i-bench score`
 SWEEP = "sweep.parquet"  # written by `t2i-bench sweep`
 SWEEP_PLOT = "sweep.png"
+# Audit outputs (DESIGN.md §3), written by `t2i-audit memorization` / `t2i-audit watermark`.
+MEMORIZATION = "audit/memorization.parquet"  # one row per (generated image, neighbour rank)
+MEMORIZATION_PROMPTS = "audit/memorization_prompts.parquet"  # one row per prompt: copy rate
+WATERMARK = "audit/watermark.parquet"  # one row per generated image
 
 # Columns the dashboard needs from samples.parquet (the contract has more).
 REQUIRED_SAMPLE_COLUMNS = ("image_id", "prompt_id", "prompt", "category", "sample_index", "guidance", "path")
 REQUIRED_METRIC_COLUMNS = ("metric", "subset", "guidance", "value")
+REQUIRED_MEMORIZATION_COLUMNS = (
+    "image_id", "prompt_id", "prompt", "category", "path",
+    "rank", "neighbour_id", "clip_cosine", "copy_distance", "is_copy",
+)  # fmt: skip
+# Optional memorization columns and the value used when a writer left one out.
+OPTIONAL_MEMORIZATION_COLUMNS = {
+    "guidance": math.nan, "neighbour_key": "", "neighbour_caption": "", "neighbour_path": "",
+    "method": "", "threshold_cosine": math.nan, "threshold_distance": math.nan,
+}  # fmt: skip
+REQUIRED_PROMPT_RATE_COLUMNS = ("prompt_id", "prompt", "category", "n_images", "n_copies", "copy_rate")
+REQUIRED_WATERMARK_COLUMNS = ("image_id", "visible_score", "visible")
+# Watermark columns shown in the image grid, with the value for a writer that left one out
+# (and for images the audit did not score).
+# ``invisible_checkable`` False: the image is too small for the dwtDct decoder, so "invisible: False" means unchecked.
+WATERMARK_GRID_COLUMNS = {"visible_score": math.nan, "visible": None, "neighbour_pwatermark": math.nan,
+                          "invisible": None, "invisible_message": "", "invisible_checkable": None}  # fmt: skip
 
 ALL_SUBSET = "all"
 CATEGORY_PREFIX = "category="
@@ -69,6 +89,15 @@ class RunInfo:
 # ---------------------------------------------------------------- loading
 
 
+def file_stamp(path: Path) -> tuple[int, int]:
+    """``(mtime_ns, size)`` of ``path``, (0, 0) when absent: the cache key of what was read from it."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return 0, 0
+    return stat.st_mtime_ns, stat.st_size
+
+
 def load_json(path: Path) -> tuple[dict | None, str | None]:
     """Read a JSON object from ``path``; return ``(data, None)`` or ``(None, error)``."""
     path = Path(path)
@@ -95,18 +124,24 @@ def load_summary(run_dir: Path) -> tuple[dict | None, str | None]:
     return load_json(Path(run_dir) / SUMMARY)
 
 
-def _read_parquet(path: Path, required: Sequence[str], missing_hint: str) -> tuple[pd.DataFrame | None, str | None]:
-    """Read a parquet file holding ``required`` columns; ``(df, None)`` or ``(None, error)``."""
+def _read_parquet(
+    path: Path, required: Sequence[str], missing_hint: str, label: str | None = None
+) -> tuple[pd.DataFrame | None, str | None]:
+    """Read a parquet file holding ``required`` columns; ``(df, None)`` or ``(None, error)``.
+
+    Errors name the file as ``label`` (default: its file name).
+    """
+    label = label or path.name
     if not path.is_file():
-        return None, f"{path.name} is missing ({missing_hint})"
+        return None, f"{label} is missing ({missing_hint})"
     try:
         df = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for damaged files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, f"{path.name} cannot be read: {first_line}"
+        return None, f"{label} cannot be read: {first_line}"
     missing = [c for c in required if c not in df.columns]
     if missing:
-        return None, f"{path.name} lacks column(s): {', '.join(missing)}"
+        return None, f"{label} lacks column(s): {', '.join(missing)}"
     return df, None
 
 
@@ -422,6 +457,300 @@ def tradeoff_points(
         return None, "the curve needs at least two guidance scales scored with both metrics"
     points["label"] = [guidance_label(g) for g in points["guidance"]]
     return points, None
+
+
+# ----------------------------------------------------------------- audits
+
+
+def _as_bool(values: pd.Series, column: str, label: str) -> tuple[pd.Series | None, str | None]:
+    """A verdict column as bool, or an error when it holds anything but true/false (0/1).
+
+    A missing verdict is refused rather than read as "not a copy": that would be a silent wrong number.
+    """
+    if values.dtype == bool:
+        return values, None
+    ok = values.map(lambda v: (pd.api.types.is_bool(v) or pd.api.types.is_number(v)) and not pd.isna(v)
+                    and v in (0, 1))  # fmt: skip
+    if not ok.all():
+        return None, f"{label} has a {column} value that is not true/false (row {int((~ok).to_numpy().argmax())})"
+    return values.astype(bool), None
+
+
+def _flag(value: Any) -> bool | None:
+    """A per-image verdict that may be absent (NaN after a left join): True, False or None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return bool(value)
+
+
+def to_number(value: Any) -> float | None:
+    """A float, or None for missing/NaN/non-numeric values (e.g. an optional summary field)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def load_memorization(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """Load ``audit/memorization.parquet``: one row per (generated image, neighbour rank).
+
+    Adds ``abs_path``/``exists`` for the generated image and
+    ``neighbour_abs_path``/``neighbour_exists`` for the saved neighbour copy
+    (``neighbour_path`` is "" when the audit did not save it).  Optional
+    columns a writer left out get neutral values (``OPTIONAL_MEMORIZATION_COLUMNS``).
+    Rows come back ordered by prompt, guidance, image and rank.
+    """
+    run_dir = Path(run_dir)
+    df, error = _read_parquet(
+        run_dir / MEMORIZATION, REQUIRED_MEMORIZATION_COLUMNS, "the run has no memorization audit yet", MEMORIZATION
+    )
+    if df is None:
+        return None, error
+    df = df.copy()
+    for column, default in OPTIONAL_MEMORIZATION_COLUMNS.items():
+        if column not in df.columns:
+            df[column] = default
+    try:
+        for column in ("rank", "neighbour_id"):
+            df[column] = pd.to_numeric(df[column], errors="raise").astype("int64")
+        for column in ("clip_cosine", "copy_distance", "guidance", "threshold_cosine", "threshold_distance"):
+            df[column] = pd.to_numeric(df[column], errors="raise").astype(float)
+    except (TypeError, ValueError) as exc:
+        return None, f"{MEMORIZATION} has a non-numeric rank, id, score or threshold: {exc}"
+    is_copy, error = _as_bool(df["is_copy"], "is_copy", MEMORIZATION)
+    if is_copy is None:
+        return None, error
+    df["is_copy"] = is_copy
+    for column in ("image_id", "prompt_id", "prompt", "category", "path", "neighbour_key", "neighbour_caption",
+                   "neighbour_path", "method"):  # fmt: skip
+        df[column] = df[column].fillna("").astype(str)
+    for prefix, column in (("", "path"), ("neighbour_", "neighbour_path")):
+        resolved = [_resolve_image(run_dir, p) for p in df[column]]
+        df[f"{prefix}abs_path"] = [str(p) if p else "" for p in resolved]
+        df[f"{prefix}exists"] = [bool(p) and p.is_file() for p in resolved]
+    order = ["prompt_id", "guidance", "image_id", "rank"]
+    return df.sort_values(order, kind="stable").reset_index(drop=True), None
+
+
+def image_verdicts(hits: pd.DataFrame) -> pd.DataFrame:
+    """One row per generated image from the (image, rank) rows of ``load_memorization``.
+
+    The image's columns and its top-1 neighbour (lowest rank) come from the
+    top-1 row; ``is_copy`` is True when *any* retrieved neighbour is confirmed
+    a copy (kNN ranks by CLIP cosine, the copy distance confirms, so the copy
+    need not be the top-1); ``copy_rank`` is the lowest such rank (-1: none)
+    and ``n_neighbours`` the number of neighbours retrieved.
+    """
+    top = hits.loc[hits.groupby("image_id", sort=False)["rank"].idxmin()].set_index("image_id")
+    copy_ranks = hits[hits["is_copy"]].groupby("image_id")["rank"].min()
+    verdicts = top.assign(
+        is_copy=top.index.isin(copy_ranks.index),
+        copy_rank=copy_ranks.reindex(top.index).fillna(-1).astype("int64"),
+        n_neighbours=hits.groupby("image_id").size().reindex(top.index).astype("int64"),
+    ).reset_index()
+    return verdicts.sort_values(["prompt_id", "guidance", "image_id"], kind="stable").reset_index(drop=True)
+
+
+def filter_verdicts(
+    verdicts: pd.DataFrame,
+    copies_only: bool = False,
+    categories: Iterable[str] | None = None,
+    prompt_ids: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Images matching the filters; an empty selection means "no filter" on that column."""
+    mask = pd.Series(True, index=verdicts.index)
+    if copies_only:
+        mask &= verdicts["is_copy"]
+    cats = [str(c) for c in (categories or [])]
+    if cats:
+        mask &= verdicts["category"].isin(cats)
+    ids = [str(p) for p in (prompt_ids or [])]
+    if ids:
+        mask &= verdicts["prompt_id"].isin(ids)
+    return verdicts[mask].reset_index(drop=True)
+
+
+def prompt_copy_rates(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Copy rate per prompt, ``n_copies / n_images``, in the columns of memorization_prompts.parquet."""
+    if verdicts.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in REQUIRED_PROMPT_RATE_COLUMNS})
+    table = verdicts.groupby("prompt_id", sort=True).agg(
+        prompt=("prompt", "first"), category=("category", "first"),
+        n_images=("image_id", "size"), n_copies=("is_copy", "sum"),
+    ).reset_index()  # fmt: skip
+    table["n_copies"] = table["n_copies"].astype("int64")
+    table["copy_rate"] = table["n_copies"] / table["n_images"]
+    return table[list(REQUIRED_PROMPT_RATE_COLUMNS)]
+
+
+def load_memorization_prompts(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """Load ``audit/memorization_prompts.parquet`` (copy rate per prompt), sorted by prompt id."""
+    df, error = _read_parquet(
+        Path(run_dir) / MEMORIZATION_PROMPTS, REQUIRED_PROMPT_RATE_COLUMNS,
+        "the memorization audit did not write it", MEMORIZATION_PROMPTS,
+    )  # fmt: skip
+    if df is None:
+        return None, error
+    try:
+        df = df.assign(
+            n_images=pd.to_numeric(df["n_images"], errors="raise").astype("int64"),
+            n_copies=pd.to_numeric(df["n_copies"], errors="raise").astype("int64"),
+            copy_rate=pd.to_numeric(df["copy_rate"], errors="raise").astype(float),
+        )
+    except (TypeError, ValueError) as exc:
+        return None, f"{MEMORIZATION_PROMPTS} has non-numeric counts or rates: {exc}"
+    for column in ("prompt_id", "prompt", "category"):
+        df[column] = df[column].fillna("").astype(str)
+    return df.sort_values("prompt_id", kind="stable").reset_index(drop=True), None
+
+
+def memorization_headline(summary: dict | None, verdicts: pd.DataFrame | None) -> dict | None:
+    """Headline numbers of the memorization audit.
+
+    From ``summary.json["memorization"]`` when present (``source`` =
+    "summary.json"); otherwise recomputed from the per-image verdicts
+    (``source`` = the parquet file).  None when neither exists.  Keys:
+    n_images, n_copies, copy_rate, index, method, thresholds (dict), source.
+    """
+    block = _get(summary, "memorization")
+    if isinstance(block, dict):
+        thresholds = block.get("thresholds")
+        return {
+            "n_images": block.get("n_images"), "n_copies": block.get("n_copies"),
+            "copy_rate": to_number(block.get("copy_rate")), "index": block.get("index"),
+            "method": block.get("method"), "thresholds": thresholds if isinstance(thresholds, dict) else {},
+            "source": SUMMARY,
+        }  # fmt: skip
+    if verdicts is None or verdicts.empty:
+        return None
+    n_images, n_copies = len(verdicts), int(verdicts["is_copy"].sum())
+    thresholds = {
+        name: float(verdicts[column].dropna().iloc[0])
+        for name, column in (("cosine", "threshold_cosine"), ("distance", "threshold_distance"))
+        if verdicts[column].notna().any()
+    }
+    methods = [m for m in dict.fromkeys(verdicts["method"]) if m]
+    return {
+        "n_images": n_images, "n_copies": n_copies, "copy_rate": n_copies / n_images, "index": None,
+        "method": ", ".join(methods) or None, "thresholds": thresholds, "source": MEMORIZATION,
+    }  # fmt: skip
+
+
+def headline_mismatch(headline: dict, verdicts: pd.DataFrame) -> str | None:
+    """A note when summary.json's counts disagree with memorization.parquet (a stale summary), else None."""
+    if headline.get("source") != SUMMARY:
+        return None
+    counted = {"n_images": len(verdicts), "n_copies": int(verdicts["is_copy"].sum())}
+    differ = [f"{k} {headline.get(k)} vs {v}" for k, v in counted.items() if headline.get(k) != v]
+    if not differ:
+        return None
+    return f"{SUMMARY} and {MEMORIZATION} disagree ({'; '.join(differ)}); re-run the audit to refresh them"
+
+
+def format_rate(rate: Any) -> str:
+    """A rate 0..1 as a percentage, e.g. ``"33.3 %"``; missing as a dash."""
+    number = to_number(rate)
+    return MISSING if number is None else f"{100 * number:.1f} %"
+
+
+def format_thresholds(thresholds: dict) -> str:
+    """Thresholds as ``"cosine 0.95, distance 0.1"`` (whatever keys the audit recorded)."""
+    parts = [f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in thresholds.items()]
+    return ", ".join(parts) or MISSING
+
+
+def load_watermark(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """Load ``audit/watermark.parquet`` (one row per generated image) with the grid's columns typed."""
+    df, error = _read_parquet(
+        Path(run_dir) / WATERMARK, REQUIRED_WATERMARK_COLUMNS, "the run has no watermark audit yet", WATERMARK
+    )
+    if df is None:
+        return None, error
+    df = df.copy()
+    for column, default in WATERMARK_GRID_COLUMNS.items():
+        if column not in df.columns:
+            df[column] = default
+    try:
+        for column in ("visible_score", "neighbour_pwatermark"):
+            df[column] = pd.to_numeric(df[column], errors="raise").astype(float)
+    except (TypeError, ValueError) as exc:
+        return None, f"{WATERMARK} has a non-numeric score: {exc}"
+    df["image_id"] = df["image_id"].astype(str)
+    df["invisible_message"] = df["invisible_message"].fillna("").astype(str)
+    for column in ("visible", "invisible", "invisible_checkable"):
+        df[column] = [_flag(v) for v in df[column]]
+    return df.reset_index(drop=True), None
+
+
+def attach_watermark(samples: pd.DataFrame, watermark: pd.DataFrame | None) -> pd.DataFrame:
+    """``samples`` with the watermark columns of ``WATERMARK_GRID_COLUMNS`` joined on ``image_id``.
+
+    Images the audit did not score get the missing values (NaN / None / "").
+    Without a watermark table the samples come back unchanged.
+    """
+    if watermark is None:
+        return samples
+    scores = watermark.drop_duplicates("image_id", keep="last")[["image_id", *WATERMARK_GRID_COLUMNS]]
+    merged = samples.drop(columns=[c for c in WATERMARK_GRID_COLUMNS if c in samples.columns]).merge(
+        scores, on="image_id", how="left", validate="many_to_one"
+    )
+    merged["invisible_message"] = merged["invisible_message"].fillna("")
+    for column in ("visible", "invisible", "invisible_checkable"):
+        merged[column] = [_flag(v) for v in merged[column]]
+    return merged
+
+
+def watermark_note(row: Any) -> str | None:
+    """Plain-text watermark line for one grid image, or None when the image has no watermark scores.
+
+    E.g. ``"visible watermark 0.91 (flagged) · invisible: 'test' · neighbours' pwatermark 0.42"``.
+    """
+    score = to_number(row.get("visible_score"))
+    visible, invisible = _flag(row.get("visible")), _flag(row.get("invisible"))
+    pwatermark = to_number(row.get("neighbour_pwatermark"))
+    if score is None and visible is None and invisible is None and pwatermark is None:
+        return None
+    parts = []
+    if score is not None or visible is not None:
+        flagged = " (flagged)" if visible else ""
+        parts.append(f"visible watermark {MISSING if score is None else f'{score:.2f}'}{flagged}")
+    if invisible is not None and _flag(row.get("invisible_checkable")) is False:
+        parts.append("invisible: not checkable (too small)")
+    elif invisible is not None:
+        message = str(row.get("invisible_message") or "")
+        if invisible and message:
+            parts.append(f"invisible: {message!r}")
+        else:
+            parts.append(f"invisible: {'yes' if invisible else 'none'}")
+    if pwatermark is not None:
+        parts.append(f"neighbours' pwatermark {pwatermark:.2f}")
+    return " · ".join(parts)
+
+
+def watermark_headline(summary: dict | None) -> str | None:
+    """One line from ``summary.json["watermark"]`` for above the grid, or None without one."""
+    block = _get(summary, "watermark")
+    if not isinstance(block, dict):
+        return None
+    text = (
+        f"Watermark audit of {block.get('n_images', MISSING)} images: "
+        f"visible watermark in {format_rate(block.get('visible_rate'))}"
+    )
+    details = []
+    if block.get("probe"):
+        details.append(f"probe {block['probe']}")
+    if to_number(block.get("threshold")) is not None:
+        details.append(f"threshold {float(block['threshold']):g}")
+    if details:
+        text += f" ({', '.join(details)})"
+    if to_number(block.get("invisible_rate")) is not None:
+        text += f"; invisible watermark decoded in {format_rate(block['invisible_rate'])}"
+    elif block.get("n_invisible_checkable") == 0:
+        text += "; invisible watermark not checkable (images under the decoder's minimum size)"
+    if to_number(block.get("neighbour_pwatermark_mean")) is not None:
+        text += f"; neighbours' mean pwatermark {float(block['neighbour_pwatermark_mean']):.2f}"
+    return text + "."
 
 
 # -------------------------------------------------------------- rendering

@@ -9,12 +9,22 @@
   ``t2i-bench score`` / ``t2i-bench sweep`` write them;
 - ``half-done``: an interrupted run with a manifest only;
 - ``notes``: a junk directory without a manifest (not a run).
+
+``make_audited_runs_root(tmp)`` adds the audit outputs to ``demo``
+(``add_memorization_audit``: planted copies ``COPIES``; ``add_watermark_audit``)
+and ``plain``, an older complete run without audits.  ``serve_dashboard``
+serves the real app for browser tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -153,3 +163,182 @@ def make_runs_root(tmp: Path) -> Path:
     (root / "notes").mkdir()
     (root / "notes" / "readme.txt").write_text("not a run\n")
     return root
+
+
+# ------------------------------------------------------------- audit outputs
+# audit/memorization.parquet, audit/memorization_prompts.parquet, audit/watermark.parquet and
+# their summary.json keys, in the columns and dtypes of the audit contract (DESIGN.md §3, §5).
+
+XSS_CAPTION = '<img src=x onerror="alert(2)"> the famous *red* poster'
+INDEX = "shapes-laion:2000 (index/shapes-2k)"
+METHOD = "clip-knn+tiled-l2"
+THRESHOLD_COSINE, THRESHOLD_DISTANCE = 0.95, 0.1
+N_NEIGHBOURS = 3
+# The planted copies: generated image id -> rank of the neighbour it copies (others copy nothing).
+# p001 at g=7.5 copies its rank-1 neighbour: the top-1 by CLIP cosine is a candidate the copy distance rejects.
+COPIES = {"p000__s000__g1": 0, "p000__s000__g7.5": 0, "p001__s000__g7.5": 1}
+UNSAVED_RANK = 2  # neighbours of this rank were not saved under audit/neighbours/ (neighbour_path "")
+# Watermark audit: images the visible probe flags, and images with a decoded invisible message.
+WATERMARK_THRESHOLD = 0.5
+VISIBLE_SCORES = {"p000__s000__g1": 0.05, "p000__s000__g7.5": 0.12, "p001__s000__g1": 0.91,
+                  "p001__s000__g7.5": 0.74, "p002__s000__g1": 0.2, "p002__s000__g7.5": 0.33}  # fmt: skip
+INVISIBLE_MESSAGES = {"p002__s000__g7.5": "test"}
+NOT_CHECKABLE = {"p000__s000__g1"}  # too small for the invisible-watermark decoder (invisible False, unchecked)
+NEIGHBOUR_PWATERMARK = {"p001__s000__g1": 0.8, "p001__s000__g7.5": 0.6}  # others 0.1; p002 g=1: NaN (no index)
+
+
+def _neighbour_scores(image_id: str, rank: int) -> tuple[float, float]:
+    """(CLIP cosine, copy distance) of one neighbour: cosines fall with rank, a copy is close."""
+    copy_rank = COPIES.get(image_id)
+    cosine = (0.97 - 0.005 * rank) if copy_rank is not None else (0.90 - 0.02 * rank)
+    distance = 0.05 if rank == copy_rank else 0.3 + 0.1 * rank
+    return cosine, distance
+
+
+def memorization_rows(run: Path) -> pd.DataFrame:
+    """audit/memorization.parquet for a run made by ``make_complete_run``; saves the neighbour PNGs."""
+    samples = pd.read_parquet(Path(run) / "samples.parquet")
+    (Path(run) / "audit" / "neighbours").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, sample in enumerate(samples.to_dict("records")):
+        generated = Image.open(Path(run) / sample["path"]).convert("RGB")
+        for rank in range(N_NEIGHBOURS):
+            neighbour_id = 1000 + 10 * i + rank
+            key = f"{neighbour_id:09d}"
+            cosine, distance = _neighbour_scores(sample["image_id"], rank)
+            is_copy = cosine >= THRESHOLD_COSINE and distance <= THRESHOLD_DISTANCE
+            rel = ""
+            if rank != UNSAVED_RANK:
+                rel = f"audit/neighbours/{key}.png"
+                image = generated if is_copy else Image.new("RGB", (32, 32), (200 - 60 * rank, 200, 40 + 60 * rank))
+                image.save(Path(run) / rel)
+            caption = XSS_CAPTION if (i, rank) == (0, 0) else f"the famous poster number {neighbour_id}"
+            rows.append({
+                "image_id": sample["image_id"], "prompt_id": sample["prompt_id"], "prompt": sample["prompt"],
+                "category": sample["category"], "guidance": sample["guidance"], "path": sample["path"],
+                "rank": rank, "neighbour_id": neighbour_id, "neighbour_key": key, "neighbour_caption": caption,
+                "neighbour_path": rel, "clip_cosine": cosine, "copy_distance": distance, "is_copy": is_copy,
+                "method": METHOD, "threshold_cosine": THRESHOLD_COSINE, "threshold_distance": THRESHOLD_DISTANCE,
+            })  # fmt: skip
+    return pd.DataFrame(rows).astype({"rank": "int64", "neighbour_id": "int64", "clip_cosine": "float32",
+                                      "copy_distance": "float32", "is_copy": "bool"})  # fmt: skip
+
+
+def expected_copy_rates() -> dict[str, tuple[int, int]]:
+    """prompt_id -> (n_images, n_copies) from the planted ``COPIES`` (for tests)."""
+    return {
+        prompt_id: (len(GUIDANCE), sum(image_id.startswith(prompt_id + "__") for image_id in COPIES))
+        for prompt_id, *_ in PROMPTS
+    }
+
+
+def _update_summary(run: Path, key: str, value: dict) -> None:
+    """Read-modify-write of one key of summary.json, as each audit writer does."""
+    path = Path(run) / "summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    summary[key] = value
+    write_json(path, summary)
+
+
+def add_memorization_audit(run: Path, with_summary: bool = True) -> pd.DataFrame:
+    """Write the memorization audit files of ``run`` (and its summary.json key); returns the hits."""
+    hits = memorization_rows(run)
+    rates = pd.DataFrame(
+        [{"prompt_id": pid, "prompt": prompt, "category": category, "n_images": n, "n_copies": c, "copy_rate": c / n}
+         for (pid, prompt, category, _), (n, c) in zip(PROMPTS, expected_copy_rates().values())]  # fmt: skip
+    ).astype({"n_images": "int64", "n_copies": "int64"})
+    hits.to_parquet(Path(run) / "audit" / "memorization.parquet", index=False)
+    rates.to_parquet(Path(run) / "audit" / "memorization_prompts.parquet", index=False)
+    if with_summary:
+        _update_summary(run, "memorization", {
+            "n_images": N_IMAGES, "n_copies": len(COPIES), "copy_rate": len(COPIES) / N_IMAGES, "index": INDEX,
+            "method": METHOD, "thresholds": {"cosine": THRESHOLD_COSINE, "distance": THRESHOLD_DISTANCE},
+        })  # fmt: skip
+    return hits
+
+
+def watermark_rows(run: Path) -> pd.DataFrame:
+    """audit/watermark.parquet for a run made by ``make_complete_run``."""
+    samples = pd.read_parquet(Path(run) / "samples.parquet")
+    rows = []
+    for sample in samples.to_dict("records"):
+        image_id = sample["image_id"]
+        pwatermark = math.nan if image_id == "p002__s000__g1" else NEIGHBOUR_PWATERMARK.get(image_id, 0.1)
+        rows.append({
+            "image_id": image_id, "prompt_id": sample["prompt_id"], "prompt": sample["prompt"],
+            "category": sample["category"], "guidance": sample["guidance"], "path": sample["path"],
+            "visible_score": VISIBLE_SCORES[image_id], "visible": VISIBLE_SCORES[image_id] >= WATERMARK_THRESHOLD,
+            "neighbour_pwatermark": pwatermark, "invisible": image_id in INVISIBLE_MESSAGES,
+            "invisible_message": INVISIBLE_MESSAGES.get(image_id, ""),
+            "invisible_checkable": image_id not in NOT_CHECKABLE,
+        })  # fmt: skip
+    return pd.DataFrame(rows).astype({"visible_score": "float32", "visible": "bool", "invisible": "bool"})
+
+
+def add_watermark_audit(run: Path) -> pd.DataFrame:
+    """Write audit/watermark.parquet of ``run`` and its summary.json key; returns the table."""
+    table = watermark_rows(run)
+    (Path(run) / "audit").mkdir(exist_ok=True)
+    table.to_parquet(Path(run) / "audit" / "watermark.parquet", index=False)
+    _update_summary(run, "watermark", {
+        "n_images": len(table), "visible_rate": float(table["visible"].mean()), "threshold": WATERMARK_THRESHOLD,
+        "probe": "shapes-visible-watermark",
+        "invisible_rate": float(table.loc[table["invisible_checkable"], "invisible"].mean()),
+        "n_invisible_checkable": int(table["invisible_checkable"].sum()),
+        "neighbour_pwatermark_mean": float(table["neighbour_pwatermark"].mean()),
+    })  # fmt: skip
+    return table
+
+
+def make_audited_runs_root(tmp: Path) -> Path:
+    """``make_runs_root`` plus both audits on ``demo``, and ``plain``: an older complete run without audits."""
+    root = make_runs_root(tmp)
+    add_memorization_audit(root / "demo")
+    add_watermark_audit(root / "demo")
+    make_complete_run(root, "plain", created="2024-12-31T10:00:00+00:00")
+    return root
+
+
+@contextlib.contextmanager
+def serve_dashboard(root: Path, log_path: Path, timeout: float = 60):
+    """Serve the real app (``t2i-dashboard``'s command) for ``root`` on a free port; yields the URL.
+
+    Raises RuntimeError with the log's tail when Streamlit exits or does not
+    answer /_stcore/health within ``timeout`` s; always stops the server.
+    """
+    from dashboard.cli import streamlit_command
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            streamlit_command(root, "127.0.0.1", port), cwd=Path(log_path).parent, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with {process.returncode}:\n{_tail(log_path)}")
+                try:
+                    with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"streamlit did not answer within {timeout:g} s:\n{_tail(log_path)}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    return Path(path).read_text(errors="replace")[-n:]

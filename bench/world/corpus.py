@@ -255,8 +255,11 @@ def _role_scene(rng: np.random.Generator, role: Role, attribute: str) -> SceneSp
 
 # --------------------------------------------------------------------------- build
 
-def build_corpus(n: int = 100_000, seed: int = 0, size: int = DEFAULT_SIZE) -> pd.DataFrame:
-    """Build the shapes-laion metadata table (no images; see ``render_row``)."""
+def _plan(n: int, seed: int) -> tuple[np.random.Generator, dict[str, Any]]:
+    """Draw which row is what, and the iconic scenes: the first part of
+    ``build_corpus``, kept separate so ``iconic_scenes`` can replay it.
+    Returns the generator (in the state the per-row loop starts from) and the
+    plan's arrays."""
     counts = plan_counts(n)
     rng = np.random.default_rng(seed)
     index = np.arange(n)
@@ -306,6 +309,28 @@ def build_corpus(n: int = 100_000, seed: int = 0, size: int = DEFAULT_SIZE) -> p
         scene = random_scene(rng, n_objects=int(rng.integers(2, 5)), exclude_held_out=True)
         iconic_json.append(scene.to_json())
         iconic_caption.append(f"the famous {ICONIC_NAMES[g]} poster")
+    return rng, {"counts": counts, "iconic_rows": iconic_rows, "dup_group": dup_group, "role_id": role_id,
+                 "attribute": attribute, "has_wm": has_wm, "cue": cue, "category": category,
+                 "split": split, "variant": variant, "iconic_json": iconic_json,
+                 "iconic_caption": iconic_caption}
+
+
+def iconic_scenes(n: int = 100_000, seed: int = 0) -> list[tuple[str, SceneSpec]]:
+    """The 24 iconic (caption, scene) pairs of ``build_corpus(n, seed)``, in
+    ``dup_group`` order, without building the table (the memorization audit's
+    ground truth and prompt set use them)."""
+    _, plan = _plan(n, seed)
+    return [(text, SceneSpec.from_json(js)) for text, js in zip(plan["iconic_caption"], plan["iconic_json"])]
+
+
+def build_corpus(n: int = 100_000, seed: int = 0, size: int = DEFAULT_SIZE) -> pd.DataFrame:
+    """Build the shapes-laion metadata table (no images; see ``render_row``)."""
+    rng, plan = _plan(n, seed)
+    index = np.arange(n)
+    iconic_rows, dup_group, role_id = plan["iconic_rows"], plan["dup_group"], plan["role_id"]
+    attribute, has_wm, cue, category = plan["attribute"], plan["has_wm"], plan["cue"], plan["category"]
+    split, variant = plan["split"], plan["variant"]
+    iconic_json, iconic_caption = plan["iconic_json"], plan["iconic_caption"]
 
     # The per-row part: scene sampling and wording (the only Python loop).
     specs = [""] * n

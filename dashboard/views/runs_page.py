@@ -1,5 +1,10 @@
 """The "Runs" page: pick a run, read its manifest, browse its images.
 
+When the run has a watermark audit (``audit/watermark.parquet``, from
+``t2i-audit watermark``), each image shows its visible-watermark score (a badge
+when the probe flags it), the invisible-watermark verdict and the retrieved
+neighbours' mean ``pwatermark``; runs without one look as before.
+
 All user-supplied text (prompts, categories, paths, manifest values) goes
 through ``escape_markdown`` or widgets that escape it themselves (``st.json``,
 ``st.code``), because Streamlit renders captions and table cells as Markdown.
@@ -23,14 +28,20 @@ def _cached_samples(run_dir: str, stamp: tuple[int, int]) -> tuple[pd.DataFrame 
     return R.load_samples(Path(run_dir))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_watermark(run_dir: str, stamp: tuple[int, int]) -> tuple[pd.DataFrame | None, str | None]:
+    """``runs.load_watermark`` cached per (run, watermark.parquet mtime and size)."""
+    return R.load_watermark(Path(run_dir))
+
+
+def load_watermark_cached(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """The watermark audit of a run, re-read only when audit/watermark.parquet changes."""
+    return _cached_watermark(str(run_dir), R.file_stamp(run_dir / R.WATERMARK))
+
+
 def load_samples_cached(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
     """Samples of a run, re-read only when samples.parquet changes (images re-checked too)."""
-    try:
-        stat = (run_dir / R.SAMPLES).stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        stamp = (0, 0)
-    samples, error = _cached_samples(str(run_dir), stamp)
+    samples, error = _cached_samples(str(run_dir), R.file_stamp(run_dir / R.SAMPLES))
     if samples is not None:  # images may have appeared since the cache was filled
         samples = samples.copy()
         samples["exists"] = [bool(p) and Path(p).is_file() for p in samples["abs_path"]]
@@ -77,7 +88,13 @@ def render(root: Path) -> None:
     if samples is None or samples.empty:
         st.info("No images to show yet for this run.")
         return
-    _render_grid(run.name, samples)
+    watermark, watermark_error = load_watermark_cached(run.path)
+    if watermark is None and (run.path / R.WATERMARK).is_file():
+        st.warning(f"Watermark scores not shown: {R.escape_markdown(watermark_error)}")
+    headline = R.watermark_headline(summary) if watermark is not None else None
+    if headline:
+        st.caption(R.escape_markdown(headline))
+    _render_grid(run.name, R.attach_watermark(samples, watermark))
 
 
 def _render_grid(run_name: str, samples: pd.DataFrame) -> None:
@@ -134,6 +151,19 @@ def _render_image(row: dict) -> None:
         st.image(row["abs_path"], caption=caption, width="stretch")
     except Exception as exc:  # a damaged file must not take the page down
         st.error(f"Cannot show {R.escape_markdown(row['path'])}: {R.escape_markdown(exc)}")
+    _render_watermark(row)
+
+
+def _render_watermark(row: dict) -> None:
+    """The image's watermark scores under it (nothing for a run or image without a watermark audit)."""
+    note = R.watermark_note(row)
+    if note is None:
+        return
+    if row.get("visible"):
+        st.badge("visible watermark", icon=":material/warning:", color="red")
+    if row.get("invisible"):
+        st.badge("invisible watermark", icon=":material/key:", color="orange")
+    st.caption(R.escape_markdown(note))
 
 
 def _render_no_runs(root: Path) -> None:

@@ -1,0 +1,123 @@
+"""Copy distance: Carlini et al.'s tiled L2, the strict check behind a memorization verdict.
+
+Carlini, Hayes, Nasr, Jagielski, Sehwag, Tramer, Balle, Ippolito, Wallace,
+"Extracting Training Data from Diffusion Models", USENIX Security 2023:
+two images are near-copies when *every* tile of one is close to the
+corresponding tile of the other.  With both images resized to ``side`` x
+``side`` pixels, scaled to [0, 1] and cut into a ``grid`` x ``grid`` array of
+tiles T_1..T_{grid^2} (each t x t pixels x 3 channels, t = side / grid):
+
+    rms_j(a, b)   = || a[T_j] - b[T_j] ||_2 / sqrt(3 t^2)         (per-tile RMS)
+    d(a, b)       = max_j rms_j(a, b)                            (the copy distance)
+
+so d = 0 for identical images, d = 1 only for black against white
+everywhere, and d is symmetric.  Lower = closer.  The paper uses a 4 x 4 grid
+(16 tiles of 128 px on 512 px images); so does ``GRID``.  Taking the max, not
+the mean, is the point: a copy must match everywhere, so a shared background
+cannot make two different scenes look alike (a plain L2 over the whole image
+is dominated by the background).
+
+Why this and not a copy-detection descriptor (SSCD, Pizzi et al. 2022, as in
+Somepalli et al. 2023): SSCD needs network weights that cannot be downloaded
+here, and the built-in shapes world is pixel-aligned (a memorized image comes
+back at the same place on the same canvas), so pixel tiles are meaningful.
+For crops, flips or style changes of real photos a descriptor is the better
+tool; this module is only the pure numeric core, and the audit records its
+``method`` string in every row, so another method can sit beside it.
+
+Carlini et al. also divide by the mean distance to the generation's other
+nearest neighbours (their "relative" criterion for LAION); that needs dense
+neighbourhoods and is not used here (the threshold is calibrated instead,
+see ``docs/audit-calibration.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from bench.errors import UserError
+
+GRID = 4
+#: Comparison side.  32 px makes one pixel 1/32 = 0.031 of the image side, the
+#: built-in world's position tolerance for "the same scene" (0.03 in
+#: ``bench.world.compare_scenes``): a shift within tolerance moves edges by
+#: about a pixel, a moved, missing or recoloured object changes whole tiles.
+#: The choice matters little in the calibration (docs/audit-calibration.md
+#: lists the AUROC at 16, 32 and 64 px: within 0.003 of each other).
+SIDE = 32
+
+
+def method_name(grid: int = GRID, side: int = SIDE) -> str:
+    """The method string recorded with every distance (settings that change the number)."""
+    return f"carlini-tiled-l2:grid={grid}:side={side}"
+
+
+def to_unit_array(image: Image.Image | np.ndarray, side: int = SIDE) -> np.ndarray:
+    """An image as float32 [side, side, 3] in [0, 1].
+
+    Non-square images are stretched to the square (the tiles then follow the
+    image's own grid).  Shrinking uses BOX (area average: antialiased, and
+    exact for whole-factor reductions, so a 512 px image and its 64 px
+    reduction compare as close as they look); enlarging uses BICUBIC.
+    """
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+            raise UserError(f"expected an HWC RGB image array, got shape {arr.shape}; pass uint8 [H, W, 3]")
+        if arr.dtype != np.uint8:
+            raise UserError(f"expected a uint8 image array, got {arr.dtype}; convert to 8-bit RGB first")
+        image = Image.fromarray(arr[:, :, :3], "RGB")
+    image = image.convert("RGB")
+    if image.size != (side, side):
+        shrink = image.width >= side and image.height >= side
+        image = image.resize((side, side), Image.BOX if shrink else Image.BICUBIC)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def tile_rms(a: np.ndarray, b: np.ndarray, grid: int = GRID) -> np.ndarray:
+    """Per-tile RMS differences of unit-range images: [N, grid, grid] for
+    batches a, b of shape [N, side, side, C] (or [grid, grid] for one image)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise UserError(f"images to compare have different shapes {a.shape} and {b.shape}; resize both to one side")
+    single = a.ndim == 3
+    if single:
+        a, b = a[None], b[None]
+    n, h, w, c = a.shape
+    if h != w or h % grid:
+        raise UserError(f"tiled L2 needs square images whose side is a multiple of grid={grid}, got {h}x{w}")
+    t = h // grid
+    sq = (a - b) ** 2
+    # [N, row tile, row in tile, col tile, col in tile, C]: mean over the pixels of each tile.
+    per_tile = np.sqrt(sq.reshape(n, grid, t, grid, t, c).mean(axis=(2, 4, 5)))
+    return per_tile[0] if single else per_tile
+
+
+def tiled_l2(a: np.ndarray, b: np.ndarray, grid: int = GRID) -> np.ndarray | float:
+    """Copy distance max_j rms_j(a, b) of unit-range images (batched: one value per pair)."""
+    per_tile = tile_rms(a, b, grid)
+    if per_tile.ndim == 2:
+        return float(per_tile.max())
+    return per_tile.reshape(per_tile.shape[0], -1).max(axis=1)
+
+
+def copy_distance(image_a, image_b, side: int = SIDE, grid: int = GRID) -> float:
+    """Tiled-L2 copy distance of two images (PIL or uint8 HWC), each resized to ``side``."""
+    return float(tiled_l2(to_unit_array(image_a, side), to_unit_array(image_b, side), grid))
+
+
+def copy_distances(images_a: Sequence, images_b: Sequence, side: int = SIDE, grid: int = GRID) -> np.ndarray:
+    """Pairwise-aligned distances: one per (images_a[i], images_b[i])."""
+    if len(images_a) != len(images_b):
+        raise UserError(f"got {len(images_a)} and {len(images_b)} images; pass one partner per image")
+    if not len(images_a):
+        return np.zeros(0, dtype=np.float64)
+    a = np.stack([to_unit_array(x, side) for x in images_a])
+    b = np.stack([to_unit_array(x, side) for x in images_b])
+    return tiled_l2(a, b, grid)

@@ -1,0 +1,287 @@
+"""Memorization audit: which generated images copy an image of the training index?
+
+Two stages, as in Carlini et al. 2023 and Somepalli et al. 2023:
+
+1. **Candidates**: the top-``k`` neighbours of every generated image by CLIP
+   cosine in a LAION-style ``ClipIndex`` (``audit.index``).  The run's images
+   are embedded with the index's own CLIP (its extractor key is checked, so a
+   different model or dimension is refused) through
+   ``bench.features.extract_features``, cached under ``runs/<run>/features/``.
+2. **Confirmation**: the stricter copy distance of ``audit.copy_similarity``
+   (tiled L2, max over a 4 x 4 grid) between the generated image and each
+   candidate.  A (generation, neighbour) pair is a copy when
+
+       clip_cosine >= threshold_cosine  and  copy_distance <= threshold_distance
+
+   and an image is a copy when any of its neighbours is.  The defaults come
+   from the calibration on the built-in world (``scripts/calibrate_audit.py``,
+   ``docs/audit-calibration.md``).
+
+Outputs (DESIGN.md §3, the shared audit contract), all written atomically:
+
+* ``audit/memorization.parquet``: one row per (generated image, neighbour rank);
+* ``audit/memorization_prompts.parquet``: per prompt ``n_images``, ``n_copies``,
+  ``copy_rate``;
+* ``audit/neighbours/<index row>.png``: the neighbour images (the top-1 of
+  every image, and every confirmed copy);
+* ``summary.json["memorization"]``: ``n_images``, ``n_copies``, ``copy_rate``,
+  ``index``, ``method``, ``thresholds``.
+
+Re-running replaces all of them; neighbour files no longer referenced are removed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from audit.copy_similarity import GRID, SIDE, method_name, tiled_l2, to_unit_array
+from bench import rundir
+from bench.atomic import atomic_path, atomic_write_bytes
+from bench.errors import UserError
+
+log = logging.getLogger("t2i_audit")
+
+AUDIT_DIR = "audit"
+TABLE = "memorization.parquet"
+PROMPTS_TABLE = "memorization_prompts.parquet"
+NEIGHBOURS_DIR = "neighbours"
+SUMMARY_KEY = "memorization"
+
+DEFAULT_K = 5
+#: Calibrated on the built-in world (docs/audit-calibration.md, for now the
+#: SIMULATED calibration: max-F1 distance 0.1526 on its calibration split,
+#: rounded; cosine gate one 0.05 step below every true copy's candidate).  The
+#: gate only drops candidates CLIP already finds unrelated (fresh scenes still
+#: reach cosine 0.99 with the built-in CLIP); the tiled-L2 distance is what
+#: separates copies from look-alikes.  Re-run scripts/calibrate_audit.py on a
+#: new generator or CLIP and update both.
+DEFAULT_THRESHOLD_COSINE = 0.85
+DEFAULT_THRESHOLD_DISTANCE = 0.15
+NEIGHBOUR_CHOICES = ("top1", "copies", "all")
+
+TABLE_COLUMNS = [
+    "image_id", "prompt_id", "prompt", "category", "guidance", "path", "rank", "neighbour_id",
+    "neighbour_key", "neighbour_caption", "neighbour_path", "clip_cosine", "copy_distance", "is_copy",
+    "method", "threshold_cosine", "threshold_distance",
+]
+PROMPT_COLUMNS = ["prompt_id", "prompt", "category", "n_images", "n_copies", "copy_rate"]
+
+
+@dataclass(frozen=True)
+class MemorizationResult:
+    table: pd.DataFrame      # memorization.parquet
+    prompts: pd.DataFrame    # memorization_prompts.parquet
+    summary: dict            # summary.json["memorization"]
+
+
+def copy_verdict(clip_cosine, copy_distance, threshold_cosine: float, threshold_distance: float) -> np.ndarray:
+    """The pair verdict: CLIP finds the neighbour close AND the tiled L2 confirms it.
+
+    A NaN distance (neighbour image not available) is never a copy."""
+    cos = np.asarray(clip_cosine, dtype=np.float64)
+    dist = np.asarray(copy_distance, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return (cos >= threshold_cosine) & (dist <= threshold_distance)
+
+
+def per_prompt_table(table: pd.DataFrame) -> pd.DataFrame:
+    """memorization_prompts.parquet from memorization.parquet: an image counts once."""
+    if table.empty:
+        return pd.DataFrame(columns=PROMPT_COLUMNS)
+    images = table.groupby("image_id", sort=True).agg(
+        prompt_id=("prompt_id", "first"), prompt=("prompt", "first"), category=("category", "first"),
+        is_copy=("is_copy", "any"))
+    out = images.groupby("prompt_id", sort=True).agg(
+        prompt=("prompt", "first"), category=("category", "first"),
+        n_images=("is_copy", "size"), n_copies=("is_copy", "sum")).reset_index()
+    out["n_images"] = out["n_images"].astype(np.int64)
+    out["n_copies"] = out["n_copies"].astype(np.int64)
+    out["copy_rate"] = out["n_copies"] / out["n_images"]
+    return out[PROMPT_COLUMNS]
+
+
+def _load_run(run: Path) -> pd.DataFrame:
+    if not run.is_dir():
+        raise UserError(f"run directory '{run}' does not exist; pass a folder made by t2i-bench generate or import")
+    if not (run / rundir.MANIFEST).exists():
+        raise UserError(f"'{run}' is not a run directory (no {rundir.MANIFEST}); pass the folder t2i-bench generate wrote")
+    samples = rundir.read_samples(run)
+    if samples.empty:
+        raise UserError(f"run '{run}' has no images in samples.parquet; generate or import images first")
+    return samples.reset_index(drop=True)
+
+
+def _metadata_lookup(index, ids: np.ndarray) -> tuple[dict[int, str], dict[int, str]]:
+    """Keys and captions of the retrieved rows (``key``/``caption`` columns when the index has them)."""
+    wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
+    # Read only the two columns needed when the index can list its columns (ClipIndex can).
+    lister = getattr(index, "metadata_columns", None)
+    columns = [c for c in ("key", "caption") if c in lister()] if callable(lister) else None
+    meta = index.metadata(columns) if columns != [] else None
+    rows = meta.iloc[wanted] if meta is not None else None
+    keys = rows["key"].astype(str).tolist() if rows is not None and "key" in rows else [str(i) for i in wanted]
+    caps = (rows["caption"].fillna("").astype(str).tolist() if rows is not None and "caption" in rows
+            else [""] * len(wanted))
+    return dict(zip(wanted, keys)), dict(zip(wanted, caps))
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def update_summary(run: Path, key: str, value: dict) -> None:
+    """Read-modify-write of one key of ``summary.json``, atomically."""
+    path = Path(run) / rundir.SUMMARY
+    summary = {}
+    if path.exists():
+        try:
+            summary = json.loads(path.read_text())
+        except ValueError as exc:
+            raise UserError(f"{path} is not valid JSON ({exc}); restore it or delete it") from exc
+    summary[key] = value
+    rundir.write_json(path, summary)
+
+
+def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
+                       threshold_cosine: float = DEFAULT_THRESHOLD_COSINE,
+                       threshold_distance: float = DEFAULT_THRESHOLD_DISTANCE,
+                       neighbours: str = "top1", side: int = SIDE, grid: int = GRID,
+                       batch_size: int = 64, progress: bool = True) -> MemorizationResult:
+    """Audit the images of run directory ``run`` against the ``ClipIndex`` folder ``index``
+    (or an open index with ``ClipIndex``'s interface) and write the outputs listed in the module docstring.
+
+    ``clip`` names the CLIP that embeds the run ("builtin" = the evaluator CLIP,
+    or an extractor spec / open_clip MODEL@TAG); it must be the index's.
+    ``neighbours`` picks which neighbour images are saved: "top1" (the top-1
+    of every image, plus every confirmed copy), "copies" (copies only) or "all".
+    """
+    from tqdm.auto import tqdm
+
+    from audit.index import ClipIndex
+    from bench.features import extract_features, get_extractor
+    from bench.score import clip_extractor_spec
+
+    if k < 1:
+        raise UserError(f"k must be at least 1, got {k}")
+    if neighbours not in NEIGHBOUR_CHOICES:
+        raise UserError(f"unknown neighbours={neighbours!r}; use one of {', '.join(NEIGHBOUR_CHOICES)}")
+    for name, v in (("threshold_cosine", threshold_cosine), ("threshold_distance", threshold_distance)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v)):
+            raise UserError(f"{name} must be a finite number, got {v!r}")
+    run = Path(run)
+    samples = _load_run(run)
+    # A folder is opened here; an already open index (or anything with its interface) is used as is.
+    idx = ClipIndex.open(index) if isinstance(index, (str, os.PathLike)) else index
+    if idx.n == 0:
+        raise UserError(f"index '{idx.folder}' holds no images; build it from a non-empty source")
+    extractor = get_extractor(clip_extractor_spec(clip))
+    # Refuse a different CLIP before spending time on features.
+    idx.check_query(extractor.key, extractor.dim)
+
+    paths = [run / p for p in samples["path"]]
+    fs = extract_features(paths, extractor, run / "features", batch_size=batch_size, progress=progress, root=run)
+    kept = set(fs.paths)
+    samples = samples[samples["path"].isin(kept)].reset_index(drop=True)
+    if fs.skipped:
+        log.warning("memorization: %d unreadable image(s) not audited, e.g. %s", len(fs.skipped), fs.skipped[0][0])
+    if samples.empty:
+        raise UserError(f"no image of run '{run}' could be read; regenerate or re-import the images")
+    row_of = {p: i for i, p in enumerate(fs.paths)}
+    queries = fs.features[[row_of[p] for p in samples["path"]]].astype(np.float32)
+
+    k_eff = min(k, idx.n)
+    scores, ids = idx.search(queries, k_eff, modality="image", query_key=extractor.key)
+    keys, captions = _metadata_lookup(idx, ids)
+    method = method_name(grid, side)
+
+    # Neighbour images repeat across generations (a memorized image is everyone's
+    # top-1), so each index row is loaded and converted once.
+    neighbour_cache: dict[int, np.ndarray | None] = {}
+    neighbour_png: dict[int, np.ndarray] = {}
+
+    def neighbour(row_id: int):
+        if row_id not in neighbour_cache:
+            img = idx.load_image(row_id)
+            neighbour_cache[row_id] = None if img is None else np.asarray(img, dtype=np.uint8)
+        return neighbour_cache[row_id]
+
+    rows: list[dict] = []
+    missing = 0
+    with tqdm(total=len(samples), unit="img", desc="memorization", disable=not progress) as bar:
+        for i, s in enumerate(samples.itertuples(index=False)):
+            with Image.open(run / s.path) as im:
+                gen = to_unit_array(im, side)
+            for rank in range(k_eff):
+                nid = int(ids[i, rank])
+                if nid < 0:
+                    continue
+                arr = neighbour(nid)
+                if arr is None:
+                    missing += 1
+                    dist = float("nan")
+                else:
+                    dist = float(tiled_l2(gen, to_unit_array(arr, side), grid))
+                cos = float(scores[i, rank])
+                is_copy = bool(copy_verdict(cos, dist, threshold_cosine, threshold_distance))
+                save = arr is not None and (neighbours == "all" or is_copy or (neighbours == "top1" and rank == 0))
+                if save:
+                    neighbour_png[nid] = arr
+                rows.append({
+                    "image_id": s.image_id, "prompt_id": s.prompt_id, "prompt": s.prompt,
+                    "category": s.category, "guidance": float(s.guidance), "path": s.path, "rank": rank,
+                    "neighbour_id": nid, "neighbour_key": keys.get(nid, str(nid)),
+                    "neighbour_caption": captions.get(nid, ""),
+                    "neighbour_path": f"{AUDIT_DIR}/{NEIGHBOURS_DIR}/{nid:09d}.png" if save else "",
+                    "clip_cosine": cos, "copy_distance": dist, "is_copy": is_copy, "method": method,
+                    "threshold_cosine": float(threshold_cosine), "threshold_distance": float(threshold_distance),
+                })
+            bar.update(1)
+    if missing:
+        log.warning("memorization: %d neighbour image(s) could not be loaded from the index; "
+                    "their copy_distance is NaN and they are never copies", missing)
+
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table = table.astype({"rank": np.int64, "neighbour_id": np.int64, "is_copy": bool,
+                          "clip_cosine": np.float64, "copy_distance": np.float64})
+    prompts = per_prompt_table(table)
+    n_images = int(table["image_id"].nunique())
+    n_copies = int(table.groupby("image_id")["is_copy"].any().sum()) if n_images else 0
+    summary = {
+        "n_images": n_images, "n_copies": n_copies, "copy_rate": n_copies / n_images if n_images else 0.0,
+        "index": str(idx.folder), "method": method,
+        "thresholds": {"clip_cosine": float(threshold_cosine), "copy_distance": float(threshold_distance),
+                       "k": int(k)},
+    }
+    _write_outputs(run, table, prompts, summary, neighbour_png)
+    return MemorizationResult(table, prompts, summary)
+
+
+def _write_outputs(run: Path, table: pd.DataFrame, prompts: pd.DataFrame, summary: dict,
+                   neighbour_png: dict[int, np.ndarray]) -> None:
+    """Neighbour images first, then the tables, then summary.json, then stale neighbours go:
+    a reader never finds a table row pointing at a missing file."""
+    audit = run / AUDIT_DIR
+    folder = audit / NEIGHBOURS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = {f"{nid:09d}.png" for nid in neighbour_png}
+    for nid, arr in neighbour_png.items():
+        atomic_write_bytes(folder / f"{nid:09d}.png", _png(arr))
+    for df, name in ((table, TABLE), (prompts, PROMPTS_TABLE)):
+        with atomic_path(audit / name) as tmp:
+            df.to_parquet(tmp, index=False)
+    update_summary(run, SUMMARY_KEY, summary)
+    for stale in folder.glob("*.png"):
+        if stale.name not in wanted:
+            stale.unlink(missing_ok=True)

@@ -1,0 +1,216 @@
+"""The watermark audit of a run: visible marks, the neighbours' pwatermark, invisible SD marks.
+
+For every generated image of a run directory:
+
+* ``visible_score``: the visible-watermark probe's probability
+  (``audit.watermark_probe``: logistic regression on the image's CLIP
+  embedding, trained on synthetic overlays), and ``visible`` at the probe's
+  calibrated threshold;
+* ``neighbour_pwatermark``: with an index (``audit.index.ClipIndex``), the mean
+  ``pwatermark`` of the image's top-k retrieved training images (NaN when the
+  index has no such column, or no index was given).  A model that learned
+  watermarks from its data retrieves watermarked neighbours;
+* ``invisible`` / ``invisible_message``: a known Stable Diffusion dwtDct
+  message decoded from the pixels (``audit.invisible_watermark``);
+  ``invisible_checkable`` is False for images under 256 x 256 px, which the
+  decoder cannot read (their ``invisible`` is False).
+
+Outputs (atomic writes): ``RUN/audit/watermark.parquet``, one row per readable
+image (unreadable ones are skipped, counted in ``n_skipped`` and warned about),
+and ``summary.json["watermark"]`` = {n_images, visible_rate, threshold, probe,
+invisible_rate, neighbour_pwatermark_mean} plus n_skipped and
+n_invisible_checkable.  ``invisible_rate`` is over checkable images (None when
+none was); ``neighbour_pwatermark_mean`` is None without an index or column.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from audit.invisible_watermark import checkable, decode_invisible
+from audit.watermark_probe import ProbeConfig, WatermarkProbe, load_or_train_probe
+from bench import rundir
+from bench.atomic import atomic_path
+from bench.errors import UserError
+
+log = logging.getLogger("t2i_audit")
+
+WATERMARK_TABLE = "audit/watermark.parquet"
+SUMMARY_KEY = "watermark"
+DEFAULT_K = 10
+COLUMNS = ["image_id", "prompt_id", "prompt", "category", "guidance", "path", "visible_score", "visible",
+           "neighbour_pwatermark", "invisible", "invisible_message", "invisible_checkable"]
+
+
+@dataclass(frozen=True)
+class WatermarkResult:
+    table: pd.DataFrame      # audit/watermark.parquet
+    summary: dict            # summary.json["watermark"]
+    probe: WatermarkProbe
+    probe_source: str        # "given" | "cached" | "trained"
+    skipped: tuple[tuple[str, str], ...]
+
+
+def neighbour_pwatermark(index, queries: np.ndarray, k: int, query_key: str | None) -> np.ndarray:
+    """Mean ``pwatermark`` of each query's top-k index rows; NaN where the index has no such column.
+
+    Rows the search did not fill (id -1) and NaN pwatermarks are left out of the mean.
+    """
+    meta = index.metadata()
+    if "pwatermark" not in meta.columns:
+        return np.full(len(queries), np.nan)
+    _, ids = index.search(queries, min(k, index.n), modality="image", query_key=query_key)
+    pw = pd.to_numeric(meta["pwatermark"], errors="coerce").to_numpy(dtype=np.float64)
+    values = np.where(ids >= 0, pw[np.clip(ids, 0, None)], np.nan)
+    with np.errstate(invalid="ignore"):
+        counts = np.isfinite(values).sum(axis=1)
+        sums = np.nansum(values, axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _load_run(run: Path) -> pd.DataFrame:
+    if not run.is_dir():
+        raise UserError(f"run directory '{run}' does not exist; pass a folder made by t2i-bench generate or import")
+    if not (run / rundir.MANIFEST).exists():
+        raise UserError(f"'{run}' is not a run directory (no {rundir.MANIFEST}); pass the folder t2i-bench generate wrote")
+    samples = rundir.read_samples(run)
+    if samples.empty:
+        raise UserError(f"run '{run}' has no images in samples.parquet; generate or import images first")
+    return samples.reset_index(drop=True)
+
+
+def _update_summary(run: Path, value: dict) -> None:
+    """Read-modify-write of our key of ``summary.json`` only, atomically."""
+    path = run / rundir.SUMMARY
+    summary = {}
+    if path.exists():
+        try:
+            summary = json.loads(path.read_text())
+        except ValueError as exc:
+            raise UserError(f"{path} is not valid JSON ({exc}); restore it or delete it") from exc
+    summary[SUMMARY_KEY] = value
+    rundir.write_json(path, summary)
+
+
+def _invisible_columns(run: Path, paths: list[str], sizes: list[tuple[int, int]], progress: bool):
+    """(invisible, message, checkable) per image; only images of 256 x 256 px or more are decoded."""
+    from tqdm.auto import tqdm
+
+    from bench.features.images import ImageProblem, load_image
+
+    found, messages, can = [], [], []
+    todo = sum(checkable(w, h) for w, h in sizes)
+    with tqdm(total=todo, unit="img", desc="invisible watermarks", disable=not progress or todo == 0) as bar:
+        for rel, (w, h) in zip(paths, sizes):
+            if not checkable(w, h):
+                found.append(False), messages.append(""), can.append(False)
+                continue
+            try:
+                result = decode_invisible(load_image(run / rel)[0])
+            except ImageProblem:  # read fine for the features a moment ago; changed since
+                result = None
+            found.append(bool(result and result.detected))
+            messages.append(result.message if result else "")
+            can.append(bool(result and result.checkable))
+            bar.update(1)
+    return found, messages, can
+
+
+def _image_sizes(run: Path, samples: pd.DataFrame) -> list[tuple[int, int]]:
+    """(width, height) from samples.parquet, or from the file header where the table has none."""
+    from PIL import Image
+
+    out = []
+    for s in samples.itertuples(index=False):
+        w, h = getattr(s, "width", None), getattr(s, "height", None)
+        if w is None or h is None or pd.isna(w) or pd.isna(h):
+            with Image.open(run / s.path) as im:
+                w, h = im.size
+        out.append((int(w), int(h)))
+    return out
+
+
+def audit_watermark(run, *, clip: str = "builtin", index=None, k: int = DEFAULT_K, probe: str | None = None,
+                    config: ProbeConfig = ProbeConfig(), invisible: bool = True, batch_size: int = 64,
+                    progress: bool = True) -> WatermarkResult:
+    """Audit run directory ``run`` for watermarks and write the outputs (module docstring).
+
+    ``clip`` names the CLIP ("builtin" = the evaluator CLIP, or an extractor
+    spec / open_clip MODEL@TAG); ``index`` an index folder (or an open
+    ``ClipIndex``) made with that CLIP; ``probe`` a saved probe file for that
+    CLIP, else the cached probe for ``config`` is used or trained.
+    """
+    from bench.features import extract_features, get_extractor
+    from bench.score import clip_extractor_spec
+
+    if k < 1:
+        raise UserError(f"k must be at least 1, got {k}")
+    run = Path(run)
+    samples = _load_run(run)
+    extractor = get_extractor(clip_extractor_spec(clip))
+    idx = None
+    if index is not None:
+        from audit.index import ClipIndex
+
+        idx = ClipIndex.open(index) if isinstance(index, (str, os.PathLike)) else index
+        if idx.n == 0:
+            raise UserError(f"index '{idx.folder}' holds no images; build it from a non-empty source")
+        idx.check_query(extractor.key, extractor.dim)  # refuse another CLIP before any work
+    # Probe before features: a probe for another CLIP is refused before any work.
+    wm_probe, how, probe_path = load_or_train_probe(extractor, config, probe, progress=progress)
+
+    paths = [run / p for p in samples["path"]]
+    fs = extract_features(paths, extractor, run / "features", batch_size=batch_size, progress=progress, root=run)
+    if fs.skipped:
+        log.warning("watermark: %d unreadable image(s) skipped, e.g. %s: %s",
+                    len(fs.skipped), fs.skipped[0][0], fs.skipped[0][1])
+    samples = samples[samples["path"].isin(set(fs.paths))].reset_index(drop=True)
+    if samples.empty:
+        raise UserError(f"no image of run '{run}' could be read; regenerate or re-import the images")
+    row_of = {p: i for i, p in enumerate(fs.paths)}
+    emb = fs.features[[row_of[p] for p in samples["path"]]].astype(np.float32)
+
+    scores = wm_probe.scores(emb)
+    neighbour = (neighbour_pwatermark(idx, emb, k, extractor.key) if idx is not None
+                 else np.full(len(samples), np.nan))
+    if invisible:
+        found, messages, can = _invisible_columns(run, list(samples["path"]), _image_sizes(run, samples), progress)
+    else:
+        found, messages, can = [False] * len(samples), [""] * len(samples), [False] * len(samples)
+
+    table = pd.DataFrame({
+        "image_id": samples["image_id"].astype(str), "prompt_id": samples["prompt_id"].astype(str),
+        "prompt": samples["prompt"].astype(str), "category": samples["category"].fillna("").astype(str),
+        "guidance": samples["guidance"].astype(float), "path": samples["path"].astype(str),
+        "visible_score": scores.astype(np.float64), "visible": scores >= wm_probe.threshold,
+        "neighbour_pwatermark": neighbour.astype(np.float64),
+        "invisible": np.asarray(found, bool), "invisible_message": messages,
+        "invisible_checkable": np.asarray(can, bool),
+    }, columns=COLUMNS)
+
+    n_check = int(table["invisible_checkable"].sum())
+    finite = np.isfinite(neighbour)
+    summary = {
+        "n_images": int(len(table)),
+        "visible_rate": float(table["visible"].mean()),
+        "threshold": float(wm_probe.threshold),
+        "probe": probe_path.name,
+        "invisible_rate": float(table.loc[table["invisible_checkable"], "invisible"].mean()) if n_check else None,
+        "neighbour_pwatermark_mean": float(neighbour[finite].mean()) if finite.any() else None,
+        "n_skipped": len(fs.skipped),
+        "n_invisible_checkable": n_check,
+        "extractor": extractor.key,
+        "index": str(idx.folder) if idx is not None else None,
+        "k": int(min(k, idx.n)) if idx is not None else None,
+    }
+    with atomic_path(run / WATERMARK_TABLE) as tmp:
+        table.to_parquet(tmp, index=False)
+    _update_summary(run, summary)
+    return WatermarkResult(table, summary, wm_probe, how, tuple(tuple(s) for s in fs.skipped))

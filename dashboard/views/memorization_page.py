@@ -1,0 +1,250 @@
+"""The "Memorization" page: generated images beside their nearest training images.
+
+Reads what ``t2i-audit memorization RUN --index DIR`` writes (DESIGN.md §3, §5):
+``audit/memorization.parquet`` (one row per generated image and neighbour
+rank: CLIP cosine, copy distance, verdict), ``audit/memorization_prompts.parquet``
+(copy rate per prompt) and ``summary.json["memorization"]`` (headline numbers).
+
+An image counts as a copy when any of its retrieved neighbours is confirmed
+by the copy distance (kNN by CLIP cosine finds candidates, the stricter
+distance confirms: Carlini et al. 2023, "Extracting Training Data from
+Diffusion Models"); the card shows the top-1 neighbour, the other ranks sit in
+an expander.
+
+Escaping: the card text is HTML (``st.html``), so every run-derived string
+(prompts, neighbour captions, keys) goes through ``html.escape``; image
+captions, titles and notes are Markdown and go through ``escape_markdown``;
+tables use ``st.dataframe``, which draws cell text literally.
+"""
+
+from __future__ import annotations
+
+import html
+import shlex
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import runs as R
+
+PER_PAGE = 12  # image pairs per page: each pair is two images and a card
+AUDIT_HINT = "--index INDEX_DIR"
+
+
+def audit_command(run_dir: Path) -> str:
+    """The command that makes the memorization audit of ``run_dir`` (shown when it is missing)."""
+    return f"t2i-audit memorization {shlex.quote(str(run_dir))} {AUDIT_HINT}"
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_memorization(run_dir: str, stamp: tuple[int, int]) -> tuple[pd.DataFrame | None, str | None]:
+    """``runs.load_memorization`` cached per (run, file mtime and size)."""
+    return R.load_memorization(Path(run_dir))
+
+
+def verdict_badge(is_copy: bool) -> str:
+    """HTML badge for a verdict: red "copy" or green "not a copy"."""
+    colour, text = ("#c62828", "copy") if is_copy else ("#2e7d32", "not a copy")
+    return (
+        f'<span class="t2i-verdict" style="background:{colour};color:#fff;border-radius:0.6em;'
+        f'padding:0.1em 0.6em;font-weight:600">{text}</span>'
+    )
+
+
+def _score_line(cosine: float, distance: float, row: dict) -> str:
+    """HTML: CLIP cosine and copy distance against the thresholds the audit used."""
+    cos_t, dist_t = R.to_number(row.get("threshold_cosine")), R.to_number(row.get("threshold_distance"))
+    cos_text = f"CLIP cosine <b>{cosine:.3f}</b>" + (f" (copy ≥ {cos_t:g})" if cos_t is not None else "")
+    dist_text = f"copy distance <b>{distance:.3f}</b>" + (f" (copy ≤ {dist_t:g})" if dist_t is not None else "")
+    return f"{cos_text} · {dist_text}"
+
+
+def card_html(row: dict) -> str:
+    """The text of one image pair as HTML; every run-derived string is ``html.escape``d."""
+    e = html.escape
+    guidance = R.to_number(row.get("guidance"))
+    facts = [f"prompt {e(row['prompt_id'])}", f"category {e(row['category'])}"]
+    if guidance is not None:
+        facts.append(f"g={guidance:g}")
+    lines = [
+        f"<div>{verdict_badge(bool(row['is_copy']))}</div>",
+        f'<div class="t2i-prompt" style="margin:0.4em 0"><b>{e(R.truncate(row["prompt"], 200))}</b></div>',
+        f'<div style="opacity:0.75">{" · ".join(facts)} · image {e(row["image_id"])}</div>',
+        f"<div>Top-1 neighbour: {_score_line(row['clip_cosine'], row['copy_distance'], row)}</div>",
+        f'<div class="t2i-caption">Caption: “{e(R.truncate(row["neighbour_caption"], 200))}”</div>'
+        if row.get("neighbour_caption") else "",
+        f'<div style="opacity:0.75">index row {int(row["neighbour_id"])}'
+        + (f" · key {e(row['neighbour_key'])}" if row.get("neighbour_key") else "") + "</div>",
+    ]  # fmt: skip
+    if row["is_copy"] and int(row["copy_rank"]) > 0:
+        lines.append(
+            f"<div>Copy of neighbour #{int(row['copy_rank']) + 1} (see the other neighbours); "
+            "the top-1 by CLIP cosine is not confirmed by the copy distance.</div>"
+        )
+    return '<div class="t2i-card">' + "".join(line for line in lines if line) + "</div>"
+
+
+def render(root: Path) -> None:
+    """Draw the Memorization page for the runs under ``root``."""
+    runs = R.discover_runs(root)
+    st.sidebar.caption(f"Runs root: {R.escape_markdown(root)}")
+    if not runs:
+        st.title("Memorization")
+        st.info(f"No runs found in {R.escape_markdown(root)}; make one (see the Runs page), audit it, then reload.")
+        return
+
+    labels = {run.name: run.label for run in runs}
+    with st.sidebar:  # same key as the other pages: the chosen run follows you between pages
+        name = st.selectbox("Run", list(labels), format_func=labels.get, key="run")
+    run = next(r for r in runs if r.name == name)
+    st.title(f"Memorization · {R.escape_markdown(run.name)}")
+
+    hits, error = _cached_memorization(str(run.path), R.file_stamp(run.path / R.MEMORIZATION))
+    if hits is None:
+        if (run.path / R.MEMORIZATION).is_file():
+            st.error(f"The memorization audit of this run cannot be shown: {R.escape_markdown(error)}")
+            st.markdown("Run the audit again to rewrite it:")
+        else:
+            st.info("No memorization audit for this run yet. Make one against a CLIP index, then reload this page:")
+        st.code(audit_command(run.path), language="bash")
+        st.caption(
+            "`t2i-audit index build shapes-laion:20000 --out INDEX_DIR` makes an index of the built-in "
+            "world's training corpus; any clip-retrieval index folder works too."
+        )
+        return
+    if hits.empty:
+        st.info(f"{R.MEMORIZATION} holds no rows.")
+        return
+    hits = hits.assign(  # images may have appeared or gone since the cache was filled
+        exists=[bool(p) and Path(p).is_file() for p in hits["abs_path"]],
+        neighbour_exists=[bool(p) and Path(p).is_file() for p in hits["neighbour_abs_path"]],
+    )
+
+    verdicts = R.image_verdicts(hits)
+    summary, _ = R.load_summary(run.path)
+    _render_headline(R.memorization_headline(summary, verdicts), verdicts)
+
+    with st.sidebar:
+        copies_only = st.toggle("Copies only", key=f"mem-copies::{run.name}")
+        chosen_categories = st.multiselect(
+            "Category", sorted(verdicts["category"].unique()), key=f"mem-categories::{run.name}",
+            placeholder="All categories",
+        )  # fmt: skip
+        prompts = verdicts.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
+        chosen_prompts = st.multiselect(
+            "Prompt", list(prompts.index), key=f"mem-prompts::{run.name}", placeholder="All prompts",
+            format_func=lambda pid: f"{pid}: {R.truncate(prompts[pid], 60)}",
+        )  # fmt: skip
+
+    _render_prompt_rates(run, verdicts, chosen_categories, chosen_prompts)
+    shown = R.filter_verdicts(verdicts, copies_only, chosen_categories, chosen_prompts)
+    _render_pairs(run.name, shown, len(verdicts), hits)
+
+
+def _render_headline(headline: dict, verdicts: pd.DataFrame) -> None:
+    st.subheader("Headline")
+    left, middle, right = st.columns(3)
+    left.metric("Copy rate", R.format_rate(headline["copy_rate"]))
+    middle.metric("Copies", R.MISSING if headline["n_copies"] is None else str(headline["n_copies"]))
+    right.metric("Images audited", R.MISSING if headline["n_images"] is None else str(headline["n_images"]))
+    facts = [
+        ("Method", str(headline["method"] or R.MISSING)),
+        ("Index", str(headline["index"] or R.MISSING)),
+        ("Thresholds", R.format_thresholds(headline["thresholds"])),
+        ("Source", headline["source"]),
+    ]
+    st.table(R.fact_table(facts), hide_header=True)
+    mismatch = R.headline_mismatch(headline, verdicts)
+    if mismatch:
+        st.warning(R.escape_markdown(mismatch))
+
+
+def _render_prompt_rates(run: R.RunInfo, verdicts: pd.DataFrame, categories: list, prompt_ids: list) -> None:
+    """Copy rate per prompt (table and bar chart), restricted to the chosen categories and prompts."""
+    st.subheader("Copy rate per prompt")
+    rates, error = R.load_memorization_prompts(run.path)
+    source = R.MEMORIZATION_PROMPTS
+    if rates is None:
+        if (run.path / R.MEMORIZATION_PROMPTS).is_file():
+            st.warning(f"Ignoring {R.MEMORIZATION_PROMPTS}: {R.escape_markdown(error)}")
+        rates, source = R.prompt_copy_rates(verdicts), R.MEMORIZATION
+    if categories:
+        rates = rates[rates["category"].isin(categories)]
+    if prompt_ids:
+        rates = rates[rates["prompt_id"].isin(prompt_ids)]
+    if rates.empty:
+        st.info("No prompts match the filters.")
+        return
+    rates = rates.sort_values(["copy_rate", "prompt_id"], ascending=[False, True], kind="stable")
+    left, right = st.columns([3, 2])
+    left.dataframe(
+        rates, hide_index=True, key="prompt-rates",
+        column_config={
+            "prompt_id": "prompt id", "n_images": "images", "n_copies": "copies",
+            "copy_rate": st.column_config.NumberColumn("copy rate", format="percent"),
+        },
+    )  # fmt: skip
+    right.bar_chart(rates, x="prompt_id", y="copy_rate", x_label="prompt", y_label="copy rate", height=300)
+    st.caption(f"Copy rate = images confirmed as copies / images of the prompt; from {source}.")
+
+
+def _render_pairs(run_name: str, shown: pd.DataFrame, n_total: int, hits: pd.DataFrame) -> None:
+    """The paginated list of generated image | top-1 neighbour | verdict card."""
+    st.subheader("Generated images and their nearest training images")
+    if shown.empty:
+        st.info("No images match the filters.")
+        return
+    n_pages = R.page_count(len(shown), PER_PAGE)
+    page = 1
+    if n_pages > 1:  # the key includes the page count so a filter change starts again at page 1
+        page = int(st.number_input("Page", 1, n_pages, 1, key=f"mem-page::{run_name}::{n_pages}"))
+    on_page = R.page_slice(shown, page, PER_PAGE)
+    first = (page - 1) * PER_PAGE + 1
+    st.caption(
+        f"{len(shown)} of {n_total} images match the filters; "
+        f"showing {first}–{first + len(on_page) - 1} (page {page} of {n_pages})."
+    )
+    by_image = dict(tuple(hits.groupby("image_id", sort=False)))
+    for i, row in enumerate(on_page.to_dict("records")):
+        with st.container(border=True, key=f"mem-pair-{i}"):  # the key gives the pair a CSS class (browser test)
+            generated, neighbour, card = st.columns([1, 1, 2])
+            with generated:
+                _show_image(row["exists"], row["abs_path"], row["path"], "generated")
+            with neighbour:
+                _show_image(row["neighbour_exists"], row["neighbour_abs_path"], row["neighbour_path"],
+                            f"neighbour #{int(row['rank']) + 1}")  # fmt: skip
+            with card:
+                st.html(card_html(row))
+            others = by_image[row["image_id"]]
+            others = others[others["rank"] != row["rank"]]
+            if not others.empty:
+                with st.expander(f"Other neighbours ({len(others)})"):
+                    _render_other_neighbours(others)
+
+
+def _render_other_neighbours(others: pd.DataFrame) -> None:
+    columns = st.columns(max(len(others), 3))
+    for column, other in zip(columns, others.to_dict("records")):
+        with column:
+            verdict = "copy" if other["is_copy"] else "not a copy"
+            caption = (
+                f"#{int(other['rank']) + 1} · {verdict} · cos {other['clip_cosine']:.3f} · "
+                f"dist {other['copy_distance']:.3f} · {R.truncate(other['neighbour_caption'], 60)}"
+            )
+            _show_image(other["neighbour_exists"], other["neighbour_abs_path"], other["neighbour_path"], caption)
+
+
+def _show_image(exists: bool, abs_path: str, rel_path: str, caption: str) -> None:
+    """An image with an escaped caption, or a note when it is not on disk / was not saved."""
+    caption = R.escape_markdown(caption)
+    if not rel_path:
+        st.info(f"Image not saved by the audit\n\n{caption}")
+        return
+    if not exists:
+        st.warning(f"Image not on disk: {R.escape_markdown(rel_path)}\n\n{caption}")
+        return
+    try:
+        st.image(abs_path, caption=caption, width="stretch")
+    except Exception as exc:  # a damaged file must not take the page down
+        st.error(f"Cannot show {R.escape_markdown(rel_path)}: {R.escape_markdown(exc)}")

@@ -1,0 +1,404 @@
+"""Tests for the dashboard's memorization page and the watermark scores in the Runs grid.
+
+Fixture runs follow the audit contract (audit/memorization.parquet,
+audit/memorization_prompts.parquet, audit/watermark.parquet, summary.json
+keys); expected values are derived from the planted ``COPIES`` /
+``VISIBLE_SCORES`` of ``dashboard_fixtures``.  Tiers as in test_dashboard.py:
+pure functions, Streamlit AppTest, a torch-free subprocess, one browser test.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dashboard import runs as R
+from dashboard.cli import APP_PATH
+from dashboard_fixtures import (
+    COPIES, GUIDANCE, INDEX, INVISIBLE_MESSAGES, METHOD, N_IMAGES, N_NEIGHBOURS, NEIGHBOUR_PWATERMARK, NOT_CHECKABLE,
+    PROMPTS, THRESHOLD_COSINE, THRESHOLD_DISTANCE, UNSAVED_RANK, VISIBLE_SCORES, WATERMARK_THRESHOLD, XSS_CAPTION,
+    XSS_PROMPT, expected_copy_rates, make_audited_runs_root, serve_dashboard, write_json,
+)  # fmt: skip
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+N_SAVED_NEIGHBOURS = N_NEIGHBOURS - 1  # one rank (UNSAVED_RANK) was not saved
+# A cold Streamlit session drawing 18 images on a loaded 2-core box takes well over 30 s.
+BROWSER_TIMEOUT_MS = 120_000
+N_FLAGGED = sum(score >= WATERMARK_THRESHOLD for score in VISIBLE_SCORES.values())
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """Runs root: 'demo' with both audits, 'plain' without, 'half-done', a junk dir."""
+    return make_audited_runs_root(tmp_path)
+
+
+# ------------------------------------------------------------ dashboard.runs
+
+
+def test_load_memorization_types_and_paths(root: Path) -> None:
+    hits, error = R.load_memorization(root / "demo")
+    assert error is None and len(hits) == N_IMAGES * N_NEIGHBOURS
+    assert hits["is_copy"].dtype == bool and hits["rank"].dtype == "int64" and hits["clip_cosine"].dtype == float
+    assert hits["exists"].all() and all(Path(p).is_absolute() for p in hits["abs_path"])
+    saved = hits["rank"] != UNSAVED_RANK
+    assert hits.loc[saved, "neighbour_exists"].all() and not hits.loc[~saved, "neighbour_exists"].any()
+    assert set(hits.loc[~saved, "neighbour_path"]) == {""}
+    assert list(hits.groupby("image_id", sort=False)["rank"].apply(list).iloc[0]) == list(range(N_NEIGHBOURS))
+
+
+def test_load_memorization_refuses_bad_files(root: Path) -> None:
+    path = root / "demo" / R.MEMORIZATION
+    good = pd.read_parquet(path)
+    assert R.load_memorization(root / "plain") == (
+        None, "audit/memorization.parquet is missing (the run has no memorization audit yet)",
+    )  # fmt: skip
+    good.drop(columns=["is_copy"]).to_parquet(path)
+    assert R.load_memorization(root / "demo") == (None, "audit/memorization.parquet lacks column(s): is_copy")
+    good.assign(is_copy=[None] + list(good["is_copy"].iloc[1:])).to_parquet(path)  # a missing verdict
+    assert R.load_memorization(root / "demo")[1] == (
+        "audit/memorization.parquet has a is_copy value that is not true/false (row 0)"
+    )
+    path.write_bytes(b"PAR1 garbage")
+    assert R.load_memorization(root / "demo")[1].startswith("audit/memorization.parquet cannot be read")
+    # A neighbour path that escapes the run directory is never served.
+    good.assign(neighbour_path="../../../etc/passwd").drop(columns=["method"]).to_parquet(path)
+    hits, error = R.load_memorization(root / "demo")
+    assert error is None and not hits["neighbour_exists"].any() and set(hits["method"]) == {""}
+
+
+def test_image_verdicts_count_a_copy_at_any_rank(root: Path) -> None:
+    hits, _ = R.load_memorization(root / "demo")
+    verdicts = R.image_verdicts(hits)
+    assert len(verdicts) == N_IMAGES and (verdicts["rank"] == 0).all()  # the card shows the top-1
+    assert set(verdicts.loc[verdicts["is_copy"], "image_id"]) == set(COPIES)
+    assert dict(zip(verdicts["image_id"], verdicts["copy_rank"])) == {
+        image_id: COPIES.get(image_id, -1) for image_id in verdicts["image_id"]
+    }
+    assert (verdicts["n_neighbours"] == N_NEIGHBOURS).all()
+
+    assert len(R.filter_verdicts(verdicts, copies_only=True)) == len(COPIES)
+    assert set(R.filter_verdicts(verdicts, categories=["spatial"])["prompt_id"]) == {"p002"}
+    both = R.filter_verdicts(verdicts, True, ["counting"], ["p001"])
+    assert list(both["image_id"]) == [i for i in COPIES if i.startswith("p001")]
+
+
+def test_prompt_copy_rates_match_the_file_and_the_planted_copies(root: Path) -> None:
+    hits, _ = R.load_memorization(root / "demo")
+    derived = R.prompt_copy_rates(R.image_verdicts(hits))
+    written, error = R.load_memorization_prompts(root / "demo")
+    assert error is None
+    pd.testing.assert_frame_equal(derived, written, check_dtype=False)
+    expected = expected_copy_rates()
+    assert {r.prompt_id: (r.n_images, r.n_copies) for r in derived.itertuples()} == expected
+    assert derived["copy_rate"].tolist() == [c / n for n, c in expected.values()]
+
+
+def test_memorization_headline_from_summary_or_recomputed(root: Path) -> None:
+    hits, _ = R.load_memorization(root / "demo")
+    verdicts = R.image_verdicts(hits)
+    summary, _ = R.load_summary(root / "demo")
+    headline = R.memorization_headline(summary, verdicts)
+    assert headline == {
+        "n_images": N_IMAGES, "n_copies": len(COPIES), "copy_rate": len(COPIES) / N_IMAGES, "index": INDEX,
+        "method": METHOD, "thresholds": {"cosine": THRESHOLD_COSINE, "distance": THRESHOLD_DISTANCE},
+        "source": "summary.json",
+    }  # fmt: skip
+    assert R.headline_mismatch(headline, verdicts) is None
+    recomputed = R.memorization_headline({}, verdicts)
+    assert {k: v for k, v in recomputed.items() if k not in ("index", "source")} == {
+        k: v for k, v in headline.items() if k not in ("index", "source")
+    }
+    assert recomputed["index"] is None and recomputed["source"] == R.MEMORIZATION
+    assert R.memorization_headline(None, None) is None
+    stale = {"memorization": {**summary["memorization"], "n_copies": 0}}
+    assert "disagree (n_copies 0 vs 3)" in R.headline_mismatch(R.memorization_headline(stale, verdicts), verdicts)
+    assert R.format_rate(1 / 3) == "33.3 %" and R.format_rate(None) == R.MISSING
+    assert R.format_thresholds({"cosine": 0.95, "distance": 0.1}) == "cosine 0.95, distance 0.1"
+
+
+def test_watermark_scores_join_the_samples(root: Path) -> None:
+    samples, _ = R.load_samples(root / "demo")
+    watermark, error = R.load_watermark(root / "demo")
+    assert error is None and len(watermark) == N_IMAGES
+    grid = R.attach_watermark(samples, watermark)
+    assert list(grid["image_id"]) == list(samples["image_id"])  # order kept
+    notes = dict(zip(grid["image_id"], [R.watermark_note(row) for row in grid.to_dict("records")]))
+    flagged, pwatermark = VISIBLE_SCORES["p001__s000__g1"], NEIGHBOUR_PWATERMARK["p001__s000__g1"]
+    assert notes["p001__s000__g1"] == (
+        f"visible watermark {flagged:.2f} (flagged) · invisible: none · neighbours' pwatermark {pwatermark:.2f}"
+    )
+    # No neighbours' pwatermark (NaN: audited without an index): left out.
+    assert notes["p002__s000__g1"] == f"visible watermark {VISIBLE_SCORES['p002__s000__g1']:.2f} · invisible: none"
+    (unchecked,) = NOT_CHECKABLE
+    assert "invisible: not checkable (too small)" in notes[unchecked]
+    message = INVISIBLE_MESSAGES["p002__s000__g7.5"]
+    assert notes["p002__s000__g7.5"].endswith(f"invisible: {message!r} · neighbours' pwatermark 0.10")
+    assert sum(bool(v) for v in grid["visible"]) == N_FLAGGED
+
+    # An image the audit did not score, and a run without an audit, show nothing.
+    partial = R.attach_watermark(samples, watermark[watermark["image_id"] != "p000__s000__g1"])
+    assert R.watermark_note(partial.iloc[0].to_dict()) is None
+    assert R.attach_watermark(samples, None) is samples
+    assert R.watermark_note(samples.iloc[0].to_dict()) is None
+    summary, _ = R.load_summary(root / "demo")
+    line = R.watermark_headline(summary)
+    rate = R.format_rate(N_FLAGGED / N_IMAGES)
+    assert line.startswith(f"Watermark audit of {N_IMAGES} images: visible watermark in {rate} (probe ")
+    assert f"threshold {WATERMARK_THRESHOLD:g}" in line
+    unchecked_summary = {"watermark": {**summary["watermark"], "invisible_rate": None, "n_invisible_checkable": 0}}
+    assert "invisible watermark not checkable" in R.watermark_headline(unchecked_summary)
+    assert R.watermark_headline({}) is None
+    assert R.load_watermark(root / "plain") == (
+        None, "audit/watermark.parquet is missing (the run has no watermark audit yet)",
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------ the app (AppTest)
+
+
+def _memorization_script(runs_dir: str) -> None:
+    from pathlib import Path
+
+    from dashboard.views import memorization_page
+
+    memorization_page.render(Path(runs_dir))
+
+
+def _memorization_page_test(runs_dir: Path):
+    """Run the Memorization page in-process on ``runs_dir`` and return the AppTest."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_memorization_script, args=(str(runs_dir),), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _verdicts(at) -> list[str]:
+    return ["copy" if ">copy</span>" in card.value else "not a copy" for card in at.html]
+
+
+def test_memorization_page_pairs_headline_and_rates(root: Path) -> None:
+    at = _memorization_page_test(root)
+    assert at.sidebar.selectbox[0].value == "demo" and at.title[0].value == "Memorization · demo"
+    assert [(m.label, m.value) for m in at.metric] == [
+        ("Copy rate", R.format_rate(len(COPIES) / N_IMAGES)),
+        ("Copies", str(len(COPIES))),
+        ("Images audited", str(N_IMAGES)),
+    ]  # fmt: skip
+    facts = at.table[0].value["Value"].tolist()
+    assert facts[0] == R.escape_markdown(METHOD) and facts[1] == R.escape_markdown(INDEX)
+    # One card per generated image, in prompt/guidance order, with the image's verdict.
+    assert len(at.html) == N_IMAGES
+    in_order = [f"{prompt_id}__s000__g{g:g}" for prompt_id, *_ in PROMPTS for g in GUIDANCE]
+    assert _verdicts(at) == ["copy" if image_id in COPIES else "not a copy" for image_id in in_order]
+    # Generated + top-1 side by side, the other saved ranks in expanders; the unsaved rank is a note.
+    assert len(at.image) == N_IMAGES * (1 + N_SAVED_NEIGHBOURS)
+    assert [img.captions[0] for img in at.image[:2]] == ["generated", R.escape_markdown("neighbour #1")]
+    assert len(at.expander) == N_IMAGES and at.expander[0].label == f"Other neighbours ({N_NEIGHBOURS - 1})"
+    assert sum("Image not saved by the audit" in i.value for i in at.info) == N_IMAGES
+    # Copy rate per prompt: table (highest first) and bar chart.
+    rates = at.dataframe[0].value
+    expected = expected_copy_rates()
+    assert {r.prompt_id: (r.n_images, r.n_copies) for r in rates.itertuples()} == expected
+    assert rates["copy_rate"].is_monotonic_decreasing and len(at.get("vega_lite_chart")) == 1
+    assert "from audit/memorization_prompts.parquet" in " ".join(c.value for c in at.caption)
+
+
+def test_memorization_page_escapes_prompts_and_captions(root: Path) -> None:
+    at = _memorization_page_test(root)
+    cards = " ".join(card.value for card in at.html)
+    assert html.escape(XSS_PROMPT) in cards and "<script>" not in cards
+    assert html.escape(XSS_CAPTION) in cards and "<img" not in cards
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in cards
+
+
+def test_memorization_page_filters(root: Path) -> None:
+    at = _memorization_page_test(root)
+    at.sidebar.toggle[0].set_value(True).run()  # copies only
+    assert _verdicts(at) == ["copy"] * len(COPIES)
+    assert f"{len(COPIES)} of {N_IMAGES} images match" in " ".join(c.value for c in at.caption)
+    at.sidebar.multiselect[1].set_value(["p001"]).run()  # ... of one prompt: its copy is neighbour #2
+    assert len(at.html) == 1 and "Copy of neighbour #2" in at.html[0].value
+    assert list(at.dataframe[0].value["prompt_id"]) == ["p001"]
+    at.sidebar.toggle[0].set_value(False).run()
+    at.sidebar.multiselect[1].set_value([]).run()
+    at.sidebar.multiselect[0].set_value(["spatial"]).run()  # by category
+    assert len(at.html) == sum(p.startswith("p002") for p in VISIBLE_SCORES)
+    at.sidebar.toggle[0].set_value(True).run()  # the spatial prompt copies nothing
+    assert len(at.html) == 0 and "No images match the filters." in [i.value for i in at.info]
+
+
+def test_memorization_page_without_audit_says_which_command(root: Path) -> None:
+    at = _memorization_page_test(root)
+    at.sidebar.selectbox[0].set_value("plain").run()
+    assert not at.exception and "No memorization audit" in at.info[0].value
+    assert at.code[0].value == f"t2i-audit memorization {root / 'plain'} --index INDEX_DIR"
+    assert len(at.image) == 0 and len(at.html) == 0 and len(at.metric) == 0
+
+    (root / "plain" / "audit").mkdir()
+    (root / "plain" / R.MEMORIZATION).write_bytes(b"junk")
+    at.run()
+    assert "cannot be shown" in at.error[0].value and at.code[0].value.startswith("t2i-audit memorization ")
+
+    at = _memorization_page_test(root / "nope")
+    assert "No runs found" in at.info[0].value
+
+
+def test_memorization_page_recomputes_what_is_missing(root: Path) -> None:
+    summary = json.loads((root / "demo" / "summary.json").read_text())
+    del summary["memorization"]
+    write_json(root / "demo" / "summary.json", summary)
+    (root / "demo" / R.MEMORIZATION_PROMPTS).write_bytes(b"junk")
+    at = _memorization_page_test(root)
+    assert at.metric[0].value == R.format_rate(len(COPIES) / N_IMAGES)
+    assert at.table[0].value["Value"].tolist()[-1] == R.escape_markdown(R.MEMORIZATION)  # source
+    assert "Ignoring audit/memorization_prompts.parquet" in at.warning[0].value.replace("\\", "")
+    assert {r.prompt_id: (r.n_images, r.n_copies) for r in at.dataframe[0].value.itertuples()} == expected_copy_rates()
+
+
+def _app_test(monkeypatch: pytest.MonkeyPatch, runs_dir: Path):
+    """The whole app (Runs page first) in-process on ``runs_dir``."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("T2I_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(APP_PATH), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _badges(at) -> list[str]:
+    return [m.value for m in at.markdown if "-badge[" in m.value]
+
+
+def test_runs_grid_shows_watermark_scores(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app_test(monkeypatch, root)
+    assert at.sidebar.selectbox[0].value == "demo" and len(at.image) == N_IMAGES
+    badges = _badges(at)
+    assert sum(b.endswith(": visible watermark]") for b in badges) == N_FLAGGED
+    assert sum(b.endswith(": invisible watermark]") for b in badges) == len(INVISIBLE_MESSAGES)
+    captions = [c.value for c in at.caption]
+    assert sum(c.startswith("visible watermark") for c in captions) == N_IMAGES
+    assert any(c.startswith("Watermark audit of 6 images") for c in captions)
+    flagged = f"visible watermark {VISIBLE_SCORES['p001__s000__g1']:.2f} (flagged)"
+    assert R.escape_markdown(flagged) in " ".join(captions)
+
+    at.sidebar.selectbox[0].set_value("plain").run()  # no audit: the grid looks as before
+    assert not at.exception and len(at.image) == N_IMAGES and _badges(at) == []
+    assert not any(c.value.startswith(("visible watermark", "Watermark audit")) for c in at.caption)
+
+    (root / "plain" / "audit").mkdir()
+    (root / "plain" / R.WATERMARK).write_bytes(b"junk")
+    at.run()
+    assert "Watermark scores not shown" in at.warning[0].value and len(at.image) == N_IMAGES
+
+
+# ------------------------------------------------------ never import torch
+
+
+def test_memorization_page_never_imports_torch(root: Path) -> None:
+    """The Memorization page and the watermark grid load no torch, bench or audit."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        for page in ("memorization_page", "runs_page"):
+            script = ("from pathlib import Path\\n"
+                      f"from dashboard.views import {{page}}\\n{{page}}.render(Path({str(root)!r}))")
+            at = AppTest.from_string(script, default_timeout=60)
+            at.run()
+            assert not at.exception, at.exception
+            assert len(at.image) >= {N_IMAGES}
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "bench", "audit"))
+        assert not bad, bad
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+# ------------------------------------------------------------ the browser
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """Chromium's path; skip without it on a dev machine, fail on CI (env CI set)."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing on CI; install it with 'make browser'")
+    pytest.skip(f"{CHROMIUM} not installed (run 'make browser'); browser tests need it")
+
+
+@pytest.mark.browser
+def test_browser_memorization_page(chromium: Path, root: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=BROWSER_TIMEOUT_MS)
+    dialogs: list[str] = []
+    with serve_dashboard(root, tmp_path / "streamlit.log") as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(chromium),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.set_default_timeout(BROWSER_TIMEOUT_MS)
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.goto(url)
+            # Reach the page through the navigation, as a user does.
+            page.get_by_test_id("stSidebar").get_by_role("link", name="Memorization").click()
+            expect(page.get_by_role("heading", name="Memorization · demo")).to_be_visible()
+
+            cards = page.locator(".t2i-card")
+            expect(cards).to_have_count(N_IMAGES)
+            verdicts = page.locator(".t2i-verdict")
+            expect(verdicts).to_have_count(N_IMAGES)
+            assert sorted(verdicts.all_inner_texts()) == sorted(
+                ["copy"] * len(COPIES) + ["not a copy"] * (N_IMAGES - len(COPIES))
+            )
+            # Side by side: each bordered pair holds the generated image and its top-1 neighbour, both decoded.
+            pair = page.locator(".st-key-mem-pair-0")  # the first bordered pair (its container key)
+            expect(pair.locator(".t2i-card")).to_have_count(1)
+            images = pair.locator('[data-testid="stImage"] img')
+            expect(images.first).to_be_visible()
+            boxes = [images.nth(i).bounding_box() for i in range(2)]
+            assert boxes[0]["x"] < boxes[1]["x"] and abs(boxes[0]["y"] - boxes[1]["y"]) < 5  # same row
+            assert images.nth(0).evaluate("img => img.naturalWidth") > 0
+            assert images.nth(1).evaluate("img => img.naturalWidth") > 0
+            expect(page.get_by_text("Copy rate", exact=True)).to_be_visible()
+            expect(page.get_by_text(R.format_rate(len(COPIES) / N_IMAGES), exact=True)).to_be_visible()
+
+            # User text is shown literally and runs nothing.
+            expect(page.locator(".t2i-prompt", has_text=XSS_PROMPT).first).to_be_visible()
+            expect(page.locator(".t2i-caption", has_text=XSS_CAPTION)).to_have_count(1)
+            injected = page.evaluate("() => [...document.scripts].some(s => s.text.includes('alert('))")
+            assert not injected
+            page.screenshot(path=str(tmp_path / "memorization.png"), full_page=True)
+
+            # Copies only.
+            page.get_by_test_id("stSidebar").get_by_text("Copies only").click()
+            expect(cards).to_have_count(len(COPIES))
+            assert set(verdicts.all_inner_texts()) == {"copy"}
+            assert dialogs == []
+        finally:
+            browser.close()
+
+    screenshot_dir = os.environ.get("T2I_SCREENSHOT_DIR")
+    if screenshot_dir:
+        Path(screenshot_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "memorization.png", Path(screenshot_dir) / "memorization.png")
