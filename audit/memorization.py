@@ -33,7 +33,6 @@ Re-running replaces all of them; neighbour files no longer referenced are remove
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
@@ -45,7 +44,7 @@ import pandas as pd
 from PIL import Image
 
 from audit.copy_similarity import GRID, SIDE, method_name, tiled_l2, to_unit_array
-from bench import rundir
+from audit.run_io import load_run_samples, update_summary
 from bench.atomic import atomic_path, atomic_write_bytes
 from bench.errors import UserError
 
@@ -110,15 +109,6 @@ def per_prompt_table(table: pd.DataFrame) -> pd.DataFrame:
     return out[PROMPT_COLUMNS]
 
 
-def _load_run(run: Path) -> pd.DataFrame:
-    if not run.is_dir():
-        raise UserError(f"run directory '{run}' does not exist; pass a folder made by t2i-bench generate or import")
-    if not (run / rundir.MANIFEST).exists():
-        raise UserError(f"'{run}' is not a run directory (no {rundir.MANIFEST}); pass the folder t2i-bench generate wrote")
-    samples = rundir.read_samples(run)
-    if samples.empty:
-        raise UserError(f"run '{run}' has no images in samples.parquet; generate or import images first")
-    return samples.reset_index(drop=True)
 
 
 def _metadata_lookup(index, ids: np.ndarray) -> tuple[dict[int, str], dict[int, str]]:
@@ -141,17 +131,6 @@ def _png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def update_summary(run: Path, key: str, value: dict) -> None:
-    """Read-modify-write of one key of ``summary.json``, atomically."""
-    path = Path(run) / rundir.SUMMARY
-    summary = {}
-    if path.exists():
-        try:
-            summary = json.loads(path.read_text())
-        except ValueError as exc:
-            raise UserError(f"{path} is not valid JSON ({exc}); restore it or delete it") from exc
-    summary[key] = value
-    rundir.write_json(path, summary)
 
 
 def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
@@ -181,7 +160,7 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
         if not (isinstance(v, (int, float)) and math.isfinite(v)):
             raise UserError(f"{name} must be a finite number, got {v!r}")
     run = Path(run)
-    samples = _load_run(run)
+    samples = load_run_samples(run)
     # A folder is opened here; an already open index (or anything with its interface) is used as is.
     idx = ClipIndex.open(index) if isinstance(index, (str, os.PathLike)) else index
     if idx.n == 0:

@@ -25,7 +25,6 @@ none was); ``neighbour_pwatermark_mean`` is None without an index or column.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import pandas as pd
 
 from audit.invisible_watermark import checkable, decode_invisible
 from audit.watermark_probe import ProbeConfig, WatermarkProbe, load_or_train_probe
-from bench import rundir
+from audit.run_io import load_run_samples, update_summary
 from bench.atomic import atomic_path
 from bench.errors import UserError
 
@@ -75,28 +74,8 @@ def neighbour_pwatermark(index, queries: np.ndarray, k: int, query_key: str | No
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def _load_run(run: Path) -> pd.DataFrame:
-    if not run.is_dir():
-        raise UserError(f"run directory '{run}' does not exist; pass a folder made by t2i-bench generate or import")
-    if not (run / rundir.MANIFEST).exists():
-        raise UserError(f"'{run}' is not a run directory (no {rundir.MANIFEST}); pass the folder t2i-bench generate wrote")
-    samples = rundir.read_samples(run)
-    if samples.empty:
-        raise UserError(f"run '{run}' has no images in samples.parquet; generate or import images first")
-    return samples.reset_index(drop=True)
 
 
-def _update_summary(run: Path, value: dict) -> None:
-    """Read-modify-write of our key of ``summary.json`` only, atomically."""
-    path = run / rundir.SUMMARY
-    summary = {}
-    if path.exists():
-        try:
-            summary = json.loads(path.read_text())
-        except ValueError as exc:
-            raise UserError(f"{path} is not valid JSON ({exc}); restore it or delete it") from exc
-    summary[SUMMARY_KEY] = value
-    rundir.write_json(path, summary)
 
 
 def _invisible_columns(run: Path, paths: list[str], sizes: list[tuple[int, int]], progress: bool):
@@ -153,7 +132,7 @@ def audit_watermark(run, *, clip: str = "builtin", index=None, k: int = DEFAULT_
     if k < 1:
         raise UserError(f"k must be at least 1, got {k}")
     run = Path(run)
-    samples = _load_run(run)
+    samples = load_run_samples(run)
     extractor = get_extractor(clip_extractor_spec(clip))
     idx = None
     if index is not None:
@@ -212,5 +191,5 @@ def audit_watermark(run, *, clip: str = "builtin", index=None, k: int = DEFAULT_
     }
     with atomic_path(run / WATERMARK_TABLE) as tmp:
         table.to_parquet(tmp, index=False)
-    _update_summary(run, summary)
+    update_summary(run, SUMMARY_KEY, summary)
     return WatermarkResult(table, summary, wm_probe, how, tuple(tuple(s) for s in fs.skipped))

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 TMP_PREFIX = ".tmp-"
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # reading the umask means setting it; put it straight back
 
 
 @contextmanager
@@ -25,6 +27,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file 0600; give the result the mode a plain open() would.
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

@@ -113,3 +113,16 @@ def test_unknown_builtin_is_refused():
 
     with pytest.raises(UserError, match="unknown built-in model"):
         resolve_model("builtin:nope")
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
+    import os
+    import stat
+
+    from bench.atomic import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.json", "{}")
+    (tmp_path / "b.json").write_text("{}")
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(tmp_path / "a.json") == mode(tmp_path / "b.json")
+    assert not list(tmp_path.glob(".tmp-*"))
