@@ -534,7 +534,9 @@ def stage_export(args, out: Path, log: Log, from_checkpoint: bool = False) -> Pa
     info = {"steps": int(state["step"]), "source": src.name, "seed": args.seed,
             "corpus": {"name": "shapes-laion", "n": args.corpus_n, "seed": args.corpus_seed,
                        "split": "train", "subset": args.n_train},
-            "script": "scripts/train_builtin_generator.py"}
+            "script": "scripts/train_builtin_generator.py",
+            # wall seconds per stage on the training machine (build/training/generator/times.json)
+            "stage_seconds": json.loads((out / "times.json").read_text()) if (out / "times.json").exists() else {}}
     (stage / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     os.replace(stage, target)

@@ -229,7 +229,7 @@ def main(argv=None) -> int:
                                                              indent=2) + "\n")
     info = {"model": MODEL_NAME, "params": n_params, "steps": step, "batch": args.batch, "seed": args.seed,
             "train_split": "evaluator", "train_rows": int(n), "metrics": metrics_fp16,
-            "metrics_fp32": metrics}
+            "metrics_fp32": metrics, "stage_seconds": times}
     (export / "metrics.json").write_text(json.dumps(info, indent=2) + "\n")
     (export / "README.md").write_text(f"""# shapes-clip: the built-in evaluator CLIP
 
