@@ -463,7 +463,7 @@ def _tail(path: Path, n: int = 3000) -> str:
 def test_browser_runs_and_metrics_pages(chromium: Path, served_app: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    expect.set_options(timeout=90_000)  # a cold Streamlit session on a busy 2-core box is slow
+    expect.set_options(timeout=180_000)  # a cold Streamlit session on a busy 2-core box is slow
     dialogs: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -473,7 +473,7 @@ def test_browser_runs_and_metrics_pages(chromium: Path, served_app: str, tmp_pat
         )  # fmt: skip
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.set_default_timeout(90_000)
+            page.set_default_timeout(180_000)
             page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
             page.goto(served_app)
 
