@@ -88,8 +88,10 @@ def main(argv=None) -> int:
     print(f"index    : {index_dir}  ({index.n} images of {INDEX_SOURCE}, d={index.dim})")
     for run, summary in summaries.items():
         mem, wm = summary["memorization"], summary["watermark"]
+        invisible = ("not checkable (images under 256 px)" if wm["invisible_rate"] is None
+                     else f"{wm['invisible_rate']:.3f}")
         print(f"{run}: copy rate {mem['copy_rate']:.3f} ({mem['n_copies']}/{mem['n_images']}), "
-              f"visible watermark rate {wm['visible_rate']:.3f}, invisible watermark rate {wm['invisible_rate']:.3f}")
+              f"visible watermark rate {wm['visible_rate']:.3f}, invisible watermark rate {invisible}")
     copies = copy_rates_by_category(audit_dir)
     visible = visible_rates_by_category(audit_dir)
     print("  copy rate by category     : " + ", ".join(f"{c} {v:.2f}" for c, v in sorted(copies.items())))
