@@ -41,7 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable from a checkout without installing
     sys.path.insert(0, str(REPO))
 
+from bench.atomic import atomic_write_bytes  # noqa: E402
 from bench.world.captions import PLAIN_TEMPLATES, caption, describe, scene_prompt_spec, with_article  # noqa: E402
+from bench.world.promptset import jsonl_bytes  # noqa: E402
 from bench.world.corpus import ROLES, WATERMARK_CUE, iconic_scenes  # noqa: E402
 from bench.world.sample import random_scene  # noqa: E402
 
@@ -115,10 +117,6 @@ def build_rows(seed: int = SEED) -> list[dict]:
     return rows
 
 
-def jsonl_bytes(rows: list[dict]) -> bytes:
-    return "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8")
-
-
 def yaml_text(data_sha256: str) -> str:
     return (f"name: {NAME}\n"
             f"version: \"{VERSION}\"\n"
@@ -134,19 +132,12 @@ def yaml_text(data_sha256: str) -> str:
             "spec_field: spec\n")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_prompt_set(out_dir: str | os.PathLike) -> tuple[Path, Path]:
     out = Path(out_dir)
     data = jsonl_bytes(build_rows())
     data_path, yaml_path = out / DATA_FILE, out / f"{NAME}.yaml"
-    _atomic_write(data_path, data)
-    _atomic_write(yaml_path, yaml_text(hashlib.sha256(data).hexdigest()).encode("utf-8"))
+    atomic_write_bytes(data_path, data)
+    atomic_write_bytes(yaml_path, yaml_text(hashlib.sha256(data).hexdigest()).encode("utf-8"))
     return yaml_path, data_path
 
 
