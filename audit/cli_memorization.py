@@ -1,11 +1,14 @@
-"""``t2i-audit memorization RUN --index DIR``: flag generated images that copy an indexed training image."""
+"""``t2i-audit memorization RUN --index DIR | --backend URL --index-name NAME``: flag generated
+images that copy an indexed training image, in a local index folder or a clip-retrieval backend."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from audit.memorization import (DEFAULT_K, DEFAULT_THRESHOLD_COSINE, DEFAULT_THRESHOLD_DISTANCE,
                                 NEIGHBOUR_CHOICES)
+from bench.errors import UserError
 
 EPILOG = f"""examples:
   # the built-in world: an index of shapes-laion, then the audit of a run against it
@@ -15,20 +18,61 @@ EPILOG = f"""examples:
   t2i-audit memorization runs/demo --index indexes/shapes-laion-20k --k 10 --threshold-distance 0.05 --neighbours all
   # an index built with another CLIP: name the same CLIP (open_clip MODEL@TAG)
   t2i-audit memorization runs/sd21 --index indexes/laion-subset --clip ViT-B-32@laion2b_s34b_b79k
+  # an index served by `clip-retrieval back`: --clip must be the CLIP that built it (not checkable remotely)
+  t2i-audit memorization runs/sd21 --backend http://127.0.0.1:1234 --index-name laion-subset --clip ViT-B-32@laion2b_s34b_b79k
 
 A (generated image, neighbour) pair is a copy when clip_cosine >= --threshold-cosine
 (default {DEFAULT_THRESHOLD_COSINE}) and the tiled-L2 copy distance <= --threshold-distance
 (default {DEFAULT_THRESHOLD_DISTANCE}); defaults calibrated in docs/audit-calibration.md.
 Writes RUN/audit/memorization.parquet, RUN/audit/memorization_prompts.parquet,
-RUN/audit/neighbours/*.png and summary.json["memorization"].
+RUN/audit/neighbours/*.png and summary.json["memorization"]; backend answers are cached
+under RUN/audit/remote-cache/, so a rerun after a failure only sends the missing queries.
 """
+
+#: Where backend answers are cached, under the run (audit.remote's one JSON file per query).
+REMOTE_CACHE = Path("audit") / "remote-cache"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 3
+
+
+def _open_index(args: argparse.Namespace):
+    """The index argument of ``audit_memorization``: the --index folder, or a ``RemoteClipIndex``.
+
+    Exactly one of --index / --backend is checked here rather than by an argparse
+    group, so every mistake is one ``error:`` line (argparse prints its usage too).
+    """
+    remote_only = [f"--{name}" for name, value in (("index-name", args.index_name), ("timeout", args.timeout),
+                                                  ("retries", args.retries)) if value is not None]
+    if args.index is not None and args.backend is not None:
+        raise UserError("pass either --index DIR (a local index folder) or --backend URL (a clip-retrieval "
+                        "backend), not both")
+    if args.index is not None:
+        if remote_only:
+            raise UserError(f"{', '.join(remote_only)} only apply to --backend; drop them with --index")
+        return args.index
+    if args.backend is None:
+        raise UserError("no index given: pass --index DIR (a local index folder) or --backend URL "
+                        "--index-name NAME (a clip-retrieval backend)")
+    if not args.index_name:
+        raise UserError(f"--backend needs --index-name NAME: one of the indexes {args.backend}/indices-list names")
+    from audit.remote import ClipRetrievalClient
+    from audit.remote_index import RemoteClipIndex
+
+    client = ClipRetrievalClient(
+        args.backend, args.index_name,
+        timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout,
+        retries=DEFAULT_RETRIES if args.retries is None else args.retries,
+        cache_dir=Path(args.run) / REMOTE_CACHE,
+    )
+    return RemoteClipIndex(client, progress=not args.no_progress)
 
 
 def _run(args: argparse.Namespace) -> int:
     from audit.memorization import audit_memorization
 
+    index = _open_index(args)
     result = audit_memorization(
-        args.run, args.index, clip=args.clip, k=args.k, threshold_cosine=args.threshold_cosine,
+        args.run, index, clip=args.clip, k=args.k, threshold_cosine=args.threshold_cosine,
         threshold_distance=args.threshold_distance, neighbours=args.neighbours,
         batch_size=args.batch_size, progress=not args.no_progress,
     )
@@ -50,9 +94,18 @@ def register(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", help="run directory (made by t2i-bench generate or import)")
-    p.add_argument("--index", required=True, help="index folder (t2i-audit index build, or clip-retrieval's layout)")
+    where = p.add_argument_group("index (exactly one of --index / --backend)")
+    where.add_argument("--index", help="index folder (t2i-audit index build, or clip-retrieval's layout)")
+    where.add_argument("--backend", metavar="URL",
+                       help="a clip-retrieval backend (`clip-retrieval back`), e.g. http://127.0.0.1:1234")
+    where.add_argument("--index-name", metavar="NAME", help="with --backend: the index to query (see URL/indices-list)")
+    where.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help=f"with --backend: seconds per request (default {DEFAULT_TIMEOUT:g})")
+    where.add_argument("--retries", type=int, metavar="N",
+                       help=f"with --backend: extra attempts after a failed request (default {DEFAULT_RETRIES})")
     p.add_argument("--clip", default="builtin",
-                   help="the CLIP that embeds the run; must be the index's (default: builtin evaluator CLIP)")
+                   help="the CLIP that embeds the run; must be the index's (default: builtin evaluator CLIP). "
+                        "A backend cannot tell its CLIP: name the one that built its index")
     p.add_argument("--k", type=int, default=DEFAULT_K, help=f"neighbours per image (default {DEFAULT_K})")
     p.add_argument("--threshold-cosine", type=float, default=DEFAULT_THRESHOLD_COSINE)
     p.add_argument("--threshold-distance", type=float, default=DEFAULT_THRESHOLD_DISTANCE)

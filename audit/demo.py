@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     visible = visible_rates_by_category(audit_dir)
     print("  copy rate by category     : " + ", ".join(f"{c} {v:.2f}" for c, v in sorted(copies.items())))
     print("  visible watermark by cat. : " + ", ".join(f"{c} {v:.2f}" for c, v in sorted(visible.items())))
-    print(f"outputs  : <run>/audit/memorization.parquet, memorization_prompts.parquet, watermark.parquet, neighbours/")
+    print("outputs  : <run>/audit/memorization.parquet, memorization_prompts.parquet, watermark.parquet, neighbours/")
     print(f"dashboard: .venv/bin/t2i-dashboard --runs {args.runs}   (Memorization page)")
     return 0
 

@@ -3,9 +3,11 @@
 Two stages, as in Carlini et al. 2023 and Somepalli et al. 2023:
 
 1. **Candidates**: the top-``k`` neighbours of every generated image by CLIP
-   cosine in a LAION-style ``ClipIndex`` (``audit.index``).  The run's images
-   are embedded with the index's own CLIP (its extractor key is checked, so a
-   different model or dimension is refused) through
+   cosine in a LAION-style ``ClipIndex`` (``audit.index``), or in an index
+   served by a clip-retrieval backend (``audit.remote_index.RemoteClipIndex``).
+   The run's images are embedded with the index's own CLIP (its extractor key
+   is checked, so a different model or dimension is refused; a remote backend
+   cannot tell its CLIP, so there the caller must name it) through
    ``bench.features.extract_features``, cached under ``runs/<run>/features/``.
 2. **Confirmation**: the stricter copy distance of ``audit.copy_similarity``
    (tiled L2, max over a 4 x 4 grid) between the generated image and each
@@ -114,11 +116,17 @@ def per_prompt_table(table: pd.DataFrame) -> pd.DataFrame:
 def _metadata_lookup(index, ids: np.ndarray) -> tuple[dict[int, str], dict[int, str]]:
     """Keys and captions of the retrieved rows (``key``/``caption`` columns when the index has them)."""
     wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
-    # Read only the two columns needed when the index can list its columns (ClipIndex can).
-    lister = getattr(index, "metadata_columns", None)
-    columns = [c for c in ("key", "caption") if c in lister()] if callable(lister) else None
-    meta = index.metadata(columns) if columns != [] else None
-    rows = meta.iloc[wanted] if meta is not None else None
+    lookup = getattr(index, "metadata_for", None)
+    if callable(lookup):
+        # A remote index has no metadata table to slice, only the rows its answers
+        # carried (RemoteClipIndex.metadata_for: one row per wanted id, in order).
+        rows = lookup(wanted)
+    else:
+        # Read only the two columns needed when the index can list its columns (ClipIndex can).
+        lister = getattr(index, "metadata_columns", None)
+        columns = [c for c in ("key", "caption") if c in lister()] if callable(lister) else None
+        meta = index.metadata(columns) if columns != [] else None
+        rows = meta.iloc[wanted] if meta is not None else None
     keys = rows["key"].astype(str).tolist() if rows is not None and "key" in rows else [str(i) for i in wanted]
     caps = (rows["caption"].fillna("").astype(str).tolist() if rows is not None and "caption" in rows
             else [""] * len(wanted))
@@ -139,10 +147,14 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
                        neighbours: str = "top1", side: int = SIDE, grid: int = GRID,
                        batch_size: int = 64, progress: bool = True) -> MemorizationResult:
     """Audit the images of run directory ``run`` against the ``ClipIndex`` folder ``index``
-    (or an open index with ``ClipIndex``'s interface) and write the outputs listed in the module docstring.
+    (or an open index with ``ClipIndex``'s interface, e.g. ``audit.remote_index.RemoteClipIndex``
+    over a clip-retrieval backend) and write the outputs listed in the module docstring.
 
     ``clip`` names the CLIP that embeds the run ("builtin" = the evaluator CLIP,
-    or an extractor spec / open_clip MODEL@TAG); it must be the index's.
+    or an extractor spec / open_clip MODEL@TAG); it must be the index's.  An index
+    whose size is unknown (``n`` None: a remote backend) is asked for ``k``
+    neighbours as is.  Outputs are written only at the end, so a failed search
+    (e.g. ``RemoteQueryError``) leaves the previous outputs as they were.
     ``neighbours`` picks which neighbour images are saved: "top1" (the top-1
     of every image, plus every confirmed copy), "copies" (copies only) or "all".
     """
@@ -163,7 +175,8 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
     samples = load_run_samples(run)
     # A folder is opened here; an already open index (or anything with its interface) is used as is.
     idx = ClipIndex.open(index) if isinstance(index, (str, os.PathLike)) else index
-    if idx.n == 0:
+    n_rows = getattr(idx, "n", None)  # None: size unknown (a remote backend does not say)
+    if n_rows == 0:
         raise UserError(f"index '{idx.folder}' holds no images; build it from a non-empty source")
     extractor = get_extractor(clip_extractor_spec(clip))
     # Refuse a different CLIP before spending time on features.
@@ -180,7 +193,7 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
     row_of = {p: i for i, p in enumerate(fs.paths)}
     queries = fs.features[[row_of[p] for p in samples["path"]]].astype(np.float32)
 
-    k_eff = min(k, idx.n)
+    k_eff = k if n_rows is None else min(k, n_rows)
     scores, ids = idx.search(queries, k_eff, modality="image", query_key=extractor.key)
     keys, captions = _metadata_lookup(idx, ids)
     method = method_name(grid, side)

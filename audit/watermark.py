@@ -3,9 +3,11 @@
 For every generated image of a run directory:
 
 * ``visible_score``: the visible-watermark probe's probability
-  (``audit.watermark_probe``: logistic regression on the image's CLIP
-  embedding, trained on synthetic overlays), and ``visible`` at the probe's
-  calibrated threshold;
+  (``audit.watermark_probe``: logistic regression on frozen image features,
+  trained on synthetic overlays), and ``visible`` at the probe's calibrated
+  threshold.  The features are EfficientNet-Lite0's by default
+  (``DEFAULT_PROBE_FEATURES``), or the audit's CLIP with
+  ``probe_features="clip"``, or any extractor spec;
 * ``neighbour_pwatermark``: with an index (``audit.index.ClipIndex``), the mean
   ``pwatermark`` of the image's top-k retrieved training images (NaN when the
   index has no such column, or no index was given).  A model that learned
@@ -44,6 +46,15 @@ log = logging.getLogger("t2i_audit")
 WATERMARK_TABLE = "audit/watermark.parquet"
 SUMMARY_KEY = "watermark"
 DEFAULT_K = 10
+#: The probe's default features.  LAION's own watermark detector (LAION-5B-WatermarkDetection,
+#: which gave LAION-5B its pwatermark) is an ImageNet EfficientNet with a new classifier head,
+#: not a CLIP probe: a convolutional ImageNet network keeps the thin strokes and flat
+#: translucent bands of a mark that a CLIP embedding, trained to match captions, mostly
+#: drops.  Measured in the built-in world (docs/audit-calibration.md): held-out AUROC on the
+#: planted PIXSTOCK mark of a probe trained on synthetic overlays only is far higher on
+#: EfficientNet-Lite0 features than on the evaluator CLIP's embeddings.
+DEFAULT_PROBE_FEATURES = "efficientnet-lite0"
+PROBE_ON_CLIP = "clip"
 COLUMNS = ["image_id", "prompt_id", "prompt", "category", "guidance", "path", "visible_score", "visible",
            "neighbour_pwatermark", "invisible", "invisible_message", "invisible_checkable"]
 
@@ -116,15 +127,24 @@ def _image_sizes(run: Path, samples: pd.DataFrame) -> list[tuple[int, int]]:
     return out
 
 
+def probe_extractor_spec(probe_features: str, clip: str) -> str:
+    """The extractor spec of the probe's features: ``"clip"`` = the audit's CLIP, else a spec as given."""
+    from bench.score import clip_extractor_spec
+
+    return clip_extractor_spec(clip) if probe_features == PROBE_ON_CLIP else probe_features
+
+
 def audit_watermark(run, *, clip: str = "builtin", index=None, k: int = DEFAULT_K, probe: str | None = None,
-                    config: ProbeConfig = ProbeConfig(), invisible: bool = True, batch_size: int = 64,
-                    progress: bool = True) -> WatermarkResult:
+                    probe_features: str = DEFAULT_PROBE_FEATURES, config: ProbeConfig = ProbeConfig(),
+                    invisible: bool = True, batch_size: int = 64, progress: bool = True) -> WatermarkResult:
     """Audit run directory ``run`` for watermarks and write the outputs (module docstring).
 
     ``clip`` names the CLIP ("builtin" = the evaluator CLIP, or an extractor
     spec / open_clip MODEL@TAG); ``index`` an index folder (or an open
-    ``ClipIndex``) made with that CLIP; ``probe`` a saved probe file for that
-    CLIP, else the cached probe for ``config`` is used or trained.
+    ``ClipIndex``) made with that CLIP.  ``probe_features`` names the features
+    the visible-watermark probe reads (default EfficientNet-Lite0; ``"clip"``
+    for the CLIP); ``probe`` a saved probe file for those features, else the
+    cached probe for ``config`` is used or trained.
     """
     from bench.features import extract_features, get_extractor
     from bench.score import clip_extractor_spec
@@ -133,32 +153,40 @@ def audit_watermark(run, *, clip: str = "builtin", index=None, k: int = DEFAULT_
         raise UserError(f"k must be at least 1, got {k}")
     run = Path(run)
     samples = load_run_samples(run)
-    extractor = get_extractor(clip_extractor_spec(clip))
+    probe_extractor = get_extractor(probe_extractor_spec(probe_features, clip))
+    clip_extractor = None  # the CLIP is only needed to query the index
     idx = None
     if index is not None:
         from audit.index import ClipIndex
 
+        clip_extractor = get_extractor(clip_extractor_spec(clip))
         idx = ClipIndex.open(index) if isinstance(index, (str, os.PathLike)) else index
         if idx.n == 0:
             raise UserError(f"index '{idx.folder}' holds no images; build it from a non-empty source")
-        idx.check_query(extractor.key, extractor.dim)  # refuse another CLIP before any work
-    # Probe before features: a probe for another CLIP is refused before any work.
-    wm_probe, how, probe_path = load_or_train_probe(extractor, config, probe, progress=progress)
+        idx.check_query(clip_extractor.key, clip_extractor.dim)  # refuse another CLIP before any work
+    # Probe before features: a probe for other features is refused before any work.
+    wm_probe, how, probe_path = load_or_train_probe(probe_extractor, config, probe, progress=progress)
 
-    paths = [run / p for p in samples["path"]]
-    fs = extract_features(paths, extractor, run / "features", batch_size=batch_size, progress=progress, root=run)
+    def features_of(extractor, rel_paths: list[str]):
+        """(features in the order of ``rel_paths`` minus unreadable images, the FeatureSet)."""
+        fs = extract_features([run / p for p in rel_paths], extractor, run / "features", batch_size=batch_size,
+                              progress=progress, root=run)
+        row_of = {p: i for i, p in enumerate(fs.paths)}
+        return fs.features[[row_of[p] for p in rel_paths if p in row_of]].astype(np.float32), fs
+
+    probe_emb, fs = features_of(probe_extractor, list(samples["path"]))
     if fs.skipped:
         log.warning("watermark: %d unreadable image(s) skipped, e.g. %s: %s",
                     len(fs.skipped), fs.skipped[0][0], fs.skipped[0][1])
     samples = samples[samples["path"].isin(set(fs.paths))].reset_index(drop=True)
     if samples.empty:
         raise UserError(f"no image of run '{run}' could be read; regenerate or re-import the images")
-    row_of = {p: i for i, p in enumerate(fs.paths)}
-    emb = fs.features[[row_of[p] for p in samples["path"]]].astype(np.float32)
-
-    scores = wm_probe.scores(emb)
-    neighbour = (neighbour_pwatermark(idx, emb, k, extractor.key) if idx is not None
-                 else np.full(len(samples), np.nan))
+    scores = wm_probe.scores(probe_emb)
+    if idx is not None:
+        clip_emb, _ = features_of(clip_extractor, list(samples["path"]))
+        neighbour = neighbour_pwatermark(idx, clip_emb, k, clip_extractor.key)
+    else:
+        neighbour = np.full(len(samples), np.nan)
     if invisible:
         found, messages, can = _invisible_columns(run, list(samples["path"]), _image_sizes(run, samples), progress)
     else:
@@ -185,7 +213,8 @@ def audit_watermark(run, *, clip: str = "builtin", index=None, k: int = DEFAULT_
         "neighbour_pwatermark_mean": float(neighbour[finite].mean()) if finite.any() else None,
         "n_skipped": len(fs.skipped),
         "n_invisible_checkable": n_check,
-        "extractor": extractor.key,
+        "extractor": probe_extractor.key,
+        "clip": clip_extractor.key if clip_extractor is not None else None,
         "index": str(idx.folder) if idx is not None else None,
         "k": int(min(k, idx.n)) if idx is not None else None,
     }

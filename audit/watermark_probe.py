@@ -1,14 +1,17 @@
-"""The visible-watermark probe: logistic regression on CLIP image embeddings.
+"""The visible-watermark probe: logistic regression on frozen image features.
 
-Score of an image with L2-normalised embedding ``x`` (any CLIP backbone):
+Score of an image with feature vector ``x`` (a CLIP image embedding, or the
+pooled features of an ImageNet network such as EfficientNet-Lite0):
 
     p(watermark | x) = sigmoid(w . x + b)
 
-A linear probe on frozen CLIP features (Radford et al. 2021, "Learning
-Transferable Visual Models From Natural Language Supervision", section 3.2),
-the same idea as the classifiers that give LAION-5B its ``pwatermark`` and
-``punsafe`` columns (Schuhmann et al. 2022, "LAION-5B", section 3.3 and
-appendix C.4).  ``w`` and ``b`` come from an L2-regularised logistic regression
+A linear probe on frozen features (Radford et al. 2021, "Learning
+Transferable Visual Models From Natural Language Supervision", section 3.2).
+LAION-5B's ``pwatermark`` comes from a classifier head on an ImageNet
+EfficientNet (LAION-5B-WatermarkDetection; Schuhmann et al. 2022, "LAION-5B",
+section 3.3) and its ``punsafe`` from a probe on CLIP embeddings; both kinds of
+features work here, and ``audit.watermark`` picks EfficientNet-Lite0 by
+default, for the reason given there.  ``w`` and ``b`` come from an L2-regularised logistic regression
 (scikit-learn, lbfgs) fitted on standardised embeddings; the standardisation
 is folded into ``w`` and ``b`` afterwards, so the saved probe is one vector
 and one number.
@@ -39,7 +42,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -132,13 +135,14 @@ class WatermarkProbe:
         emb = np.asarray(embeddings, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[1] != self.dim:
             raise UserError(f"embeddings have shape {emb.shape} but the watermark probe expects [N, {self.dim}]; "
-                            "use the CLIP the probe was trained for")
+                            "use the features the probe was trained for")
         return sigmoid(emb.astype(np.float64) @ self.weight.astype(np.float64) + self.bias)
 
     def check_extractor(self, extractor_key: str) -> None:
         if extractor_key != self.extractor_key:
             raise UserError(f"the watermark probe was trained for extractor {self.extractor_key} but the audit uses "
-                            f"{extractor_key}: drop --probe to train one for this CLIP, or pass the matching --clip")
+                            f"{extractor_key}: drop --probe to train one for these features, or pass the matching "
+                            "--probe-features / --clip")
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``path`` (.safetensors) and its ``.json``; the json first, the tensors last."""

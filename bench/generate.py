@@ -22,7 +22,6 @@ from pathlib import Path
 
 from bench import rundir
 from bench.atomic import atomic_write_bytes, remove_stale_temp_files
-from bench.errors import UserError
 from bench.runspec import GUIDANCE_FORMULATIONS, RunSpec, cfg_scale
 
 log = logging.getLogger("t2i_audit")

@@ -1,7 +1,6 @@
 """``t2i-audit watermark RUN`` end to end on a tiny imported run, and its bad-input errors."""
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
@@ -76,7 +75,7 @@ def index_dir(tmp_path_factory, extractor):
 def test_end_to_end_with_index(run, probe_file, index_dir, extractor):
     (run / "summary.json").write_text(json.dumps({**json.loads((run / "summary.json").read_text()),
                                                   "memorization": {"n_images": 1}}))
-    result = audit_watermark(run, probe=str(probe_file), index=index_dir, k=3, progress=False)
+    result = audit_watermark(run, probe=str(probe_file), probe_features="clip", index=index_dir, k=3, progress=False)
     table = pd.read_parquet(run / "audit" / "watermark.parquet")
     assert list(table.columns) == COLUMNS and len(table) == 10
     assert table["visible_score"].between(0, 1).all()
@@ -108,7 +107,7 @@ def test_end_to_end_with_index(run, probe_file, index_dir, extractor):
 
 def test_without_index_and_with_a_corrupt_image(run, probe_file):
     (run / "images" / "p3__s000__gna.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
-    result = audit_watermark(run, probe=str(probe_file), progress=False)
+    result = audit_watermark(run, probe=str(probe_file), probe_features="clip", progress=False)
     assert len(result.table) == 9 and result.summary["n_skipped"] == 1
     assert "p3" not in set(result.table["prompt_id"])
     assert result.table["neighbour_pwatermark"].isna().all()
@@ -116,7 +115,8 @@ def test_without_index_and_with_a_corrupt_image(run, probe_file):
 
 
 def test_cli_writes_outputs_and_refuses_bad_input(run, probe_file, tmp_path):
-    ok = run_cli("-m", "audit.cli", "watermark", str(run), "--probe", str(probe_file), "--no-progress")
+    ok = run_cli("-m", "audit.cli", "watermark", str(run), "--probe", str(probe_file), "--probe-features", "clip",
+                 "--no-progress")
     assert ok.returncode == 0, ok.stderr
     assert "visible watermark:" in ok.stdout and (run / "audit" / "watermark.parquet").exists()
 
@@ -125,7 +125,8 @@ def test_cli_writes_outputs_and_refuses_bad_input(run, probe_file, tmp_path):
     other = WatermarkProbe(other.weight, other.bias, other.threshold, "clip-ViT-B-32__w0123__x__float32", other.info)
     bad = other.save(tmp_path / "other.safetensors")
     before = (run / "audit" / "watermark.parquet").read_bytes()
-    res = run_cli("-m", "audit.cli", "watermark", str(run), "--probe", str(bad), "--no-progress")
+    res = run_cli("-m", "audit.cli", "watermark", str(run), "--probe", str(bad), "--probe-features", "clip",
+                  "--no-progress")
     assert res.returncode == 2 and res.stderr.startswith("error: ") and "Traceback" not in res.stderr
     assert "trained for extractor" in res.stderr
     assert (run / "audit" / "watermark.parquet").read_bytes() == before  # nothing lost
@@ -134,7 +135,7 @@ def test_cli_writes_outputs_and_refuses_bad_input(run, probe_file, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "manifest.json").write_text("{}")
-    res = run_cli("-m", "audit.cli", "watermark", str(empty), "--probe", str(probe_file))
+    res = run_cli("-m", "audit.cli", "watermark", str(empty), "--probe", str(probe_file), "--probe-features", "clip")
     assert res.returncode == 2 and "has no images" in res.stderr and "Traceback" not in res.stderr
     res = run_cli("-m", "audit.cli", "watermark", str(tmp_path / "nowhere"))
     assert res.returncode == 2 and "does not exist" in res.stderr
@@ -144,4 +145,22 @@ def test_every_image_unreadable_is_a_user_error(run, probe_file):
     for p in (run / "images").glob("*.png"):
         p.write_bytes(b"junk")
     with pytest.raises(UserError, match="could be read"):
-        audit_watermark(run, probe=str(probe_file), progress=False)
+        audit_watermark(run, probe=str(probe_file), probe_features="clip", progress=False)
+
+
+def test_default_probe_features_are_efficientnet_and_find_the_planted_mark(run, tmp_path):
+    """The default probe reads EfficientNet-Lite0 features; trained on synthetic overlays only
+    (a few dozen base images), it still ranks every PIXSTOCK-marked render above every clean one.
+    A probe for the CLIP is refused with these features."""
+    effnet = get_extractor("efficientnet-lite0")
+    probe = train_probe(effnet, ProbeConfig(n_base=40, corpus_rows=1000), progress=False)
+    path = probe.save(tmp_path / "effnet-probe.safetensors")
+    result = audit_watermark(run, probe=str(path), progress=False)
+    assert result.summary["extractor"] == effnet.key and result.summary["clip"] is None  # no index: no CLIP
+    renders = result.table[result.table["category"].isin(["marked", "clean"])]
+    marked = renders.loc[renders["category"] == "marked", "visible_score"]
+    clean = renders.loc[renders["category"] == "clean", "visible_score"]
+    assert len(marked) == 4 and len(clean) == 4
+    assert marked.min() > clean.max()
+    with pytest.raises(UserError, match="trained for extractor"):
+        audit_watermark(run, probe=str(path), probe_features="clip", progress=False)

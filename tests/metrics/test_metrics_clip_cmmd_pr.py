@@ -1,4 +1,4 @@
-"""CLIP score vs torchmetrics, CMMD vs the paper's reference code, precision/recall vs brute force."""
+"""CLIP score vs torchmetrics, CMMD vs the paper's reference code, precision/recall vs brute force and prdc."""
 
 from __future__ import annotations
 
@@ -184,6 +184,21 @@ def test_precision_recall_match_brute_force(rng, monkeypatch):
     monkeypatch.setattr(pr_module, "_BLOCK", 6)  # row blocks give the same answer
     assert [m.value for m in precision_recall(gen, ref)] == [p.value, r.value]
     assert [m.value for m in precision_recall(gen, ref, k=5)] == pytest.approx(list(brute_force_pr(gen, ref, k=5)))
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_precision_recall_match_prdc(rng, k, capsys):
+    """prdc (Naeem et al. 2020, the reference code of "Reliable Fidelity and Diversity Metrics") computes
+    Kynkäänniemi et al.'s precision and recall with the same k-NN radii; its ``<`` and our ``<=`` only
+    differ on exact ties, which continuous features do not have."""
+    prdc = pytest.importorskip("prdc")
+    ref = rng.normal(size=(300, 16)).astype(np.float32)
+    gen = (rng.normal(size=(250, 16)) * 0.9 + 0.3).astype(np.float32)
+    p, r = precision_recall(gen, ref, k=k)
+    expected = prdc.compute_prdc(real_features=ref, fake_features=gen, nearest_k=k)
+    assert 0.05 < expected["precision"] < 0.95 and 0.05 < expected["recall"] < 0.95  # not a trivial case
+    assert p.value == pytest.approx(float(expected["precision"]), abs=1e-12)
+    assert r.value == pytest.approx(float(expected["recall"]), abs=1e-12)
 
 
 def test_precision_recall_toy_cases(rng):

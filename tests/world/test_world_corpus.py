@@ -1,10 +1,8 @@
 """shapes-laion: determinism, planted phenomena at full size, I/O."""
 
 import json
-import re
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
 
