@@ -63,9 +63,15 @@ _SHARD_NUMBER = re.compile(r"_(\d+)$")
 
 
 def _shards(folder: Path, prefix: str, suffix: str) -> list[Path]:
-    """``<prefix>_<i><suffix>`` files in numeric order (img_emb_10 after img_emb_9)."""
+    """``<prefix>_<i><suffix>`` files in name order.
+
+    Name order, not numeric: an index that autofaiss built from an embeddings folder
+    (``clip-retrieval index``) numbers its rows in the order embedding-reader reads the
+    files, which is sorted by name (``embedding_reader.get_file_list``).  Both orders agree for zero-padded names (what clip-retrieval and ``write_index_folder``
+    write); for unpadded ones (img_emb_10 before img_emb_2) name order is the one that
+    matches the faiss ids."""
     files = [p for p in folder.glob(f"{prefix}_*{suffix}") if _SHARD_NUMBER.search(p.stem)]
-    return sorted(files, key=lambda p: int(_SHARD_NUMBER.search(p.stem).group(1)))
+    return sorted(files, key=lambda p: p.name)
 
 
 def _rows_of_npy(files: list[Path]) -> tuple[int, int | None]:
