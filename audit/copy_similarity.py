@@ -25,6 +25,23 @@ For crops, flips or style changes of real photos a descriptor is the better
 tool; this module is only the pure numeric core, and the audit records its
 ``method`` string in every row, so another method can sit beside it.
 
+**Alignment tolerance** (``shift``, our extension; ``shift=0`` is the paper's
+distance).  A generator that reproduces a training image rarely puts every
+object on the same pixel: the built-in world's loose copies move each object
+by about a pixel, and the plain tiled L2 of such a copy is as large as that of
+an image with one object reshaped.  So each tile may align on its own within
+``shift`` pixels (the second image shifted by (dy, dx), |dy|, |dx| <= shift,
+edges repeated):
+
+    d_s(a, b) = max_j min_{|dy|,|dx| <= s} rms_j(a, shift(b, dy, dx))
+
+A changed, missing or recoloured object still changes its tile at every
+alignment, while a small displacement no longer counts.  On the calibration
+of docs/audit-calibration.md, ``shift=1`` at 32 px (1/32 of the side) raised
+the AUROC on the simulated copies from 0.993 to 0.997 and recall at the
+chosen threshold from 0.90 to 0.985 at the same precision.  ``d_s`` is not
+exactly symmetric (only ``b`` moves); ``d_0`` is.
+
 Carlini et al. also divide by the mean distance to the generation's other
 nearest neighbours (their "relative" criterion for LAION); that needs dense
 neighbourhoods and is not used here (the threshold is calibrated instead,
@@ -48,11 +65,13 @@ GRID = 4
 #: The choice matters little in the calibration (docs/audit-calibration.md
 #: lists the AUROC at 16, 32 and 64 px: within 0.003 of each other).
 SIDE = 32
+#: Per-tile alignment tolerance in pixels at ``SIDE`` (see the module docstring).
+SHIFT = 1
 
 
-def method_name(grid: int = GRID, side: int = SIDE) -> str:
+def method_name(grid: int = GRID, side: int = SIDE, shift: int = SHIFT) -> str:
     """The method string recorded with every distance (settings that change the number)."""
-    return f"carlini-tiled-l2:grid={grid}:side={side}"
+    return f"carlini-tiled-l2:grid={grid}:side={side}:shift={shift}"
 
 
 def to_unit_array(image: Image.Image | np.ndarray, side: int = SIDE) -> np.ndarray:
@@ -99,20 +118,43 @@ def tile_rms(a: np.ndarray, b: np.ndarray, grid: int = GRID) -> np.ndarray:
     return per_tile[0] if single else per_tile
 
 
-def tiled_l2(a: np.ndarray, b: np.ndarray, grid: int = GRID) -> np.ndarray | float:
-    """Copy distance max_j rms_j(a, b) of unit-range images (batched: one value per pair)."""
-    per_tile = tile_rms(a, b, grid)
+def aligned_tile_rms(a: np.ndarray, b: np.ndarray, grid: int = GRID, shift: int = 0) -> np.ndarray:
+    """Per-tile RMS with each tile's best alignment of ``b`` within ``shift`` pixels (edge-padded)."""
+    if shift < 0:
+        raise UserError(f"shift must be >= 0 pixels, got {shift}")
+    if shift == 0:
+        return tile_rms(a, b, grid)
+    b = np.asarray(b)
+    if np.shape(a) != b.shape:
+        raise UserError(f"images to compare have different shapes {np.shape(a)} and {b.shape}; resize both to one side")
+    spatial = ((shift, shift), (shift, shift), (0, 0))
+    padded = np.pad(b, spatial if b.ndim == 3 else ((0, 0),) + spatial, mode="edge")
+    h, w = b.shape[-3], b.shape[-2]
+    best = None
+    for dy in range(-shift, shift + 1):
+        for dx in range(-shift, shift + 1):
+            moved = padded[..., shift + dy:shift + dy + h, shift + dx:shift + dx + w, :]
+            rms = tile_rms(a, moved, grid)
+            best = rms if best is None else np.minimum(best, rms)
+    return best
+
+
+def tiled_l2(a: np.ndarray, b: np.ndarray, grid: int = GRID, shift: int = 0) -> np.ndarray | float:
+    """Copy distance max_j rms_j(a, b) of unit-range images (batched: one value per pair);
+    with ``shift`` > 0 each tile takes its best alignment within that many pixels."""
+    per_tile = aligned_tile_rms(a, b, grid, shift)
     if per_tile.ndim == 2:
         return float(per_tile.max())
     return per_tile.reshape(per_tile.shape[0], -1).max(axis=1)
 
 
-def copy_distance(image_a, image_b, side: int = SIDE, grid: int = GRID) -> float:
+def copy_distance(image_a, image_b, side: int = SIDE, grid: int = GRID, shift: int = SHIFT) -> float:
     """Tiled-L2 copy distance of two images (PIL or uint8 HWC), each resized to ``side``."""
-    return float(tiled_l2(to_unit_array(image_a, side), to_unit_array(image_b, side), grid))
+    return float(tiled_l2(to_unit_array(image_a, side), to_unit_array(image_b, side), grid, shift))
 
 
-def copy_distances(images_a: Sequence, images_b: Sequence, side: int = SIDE, grid: int = GRID) -> np.ndarray:
+def copy_distances(images_a: Sequence, images_b: Sequence, side: int = SIDE, grid: int = GRID,
+                   shift: int = SHIFT) -> np.ndarray:
     """Pairwise-aligned distances: one per (images_a[i], images_b[i])."""
     if len(images_a) != len(images_b):
         raise UserError(f"got {len(images_a)} and {len(images_b)} images; pass one partner per image")
@@ -120,4 +162,4 @@ def copy_distances(images_a: Sequence, images_b: Sequence, side: int = SIDE, gri
         return np.zeros(0, dtype=np.float64)
     a = np.stack([to_unit_array(x, side) for x in images_a])
     b = np.stack([to_unit_array(x, side) for x in images_b])
-    return tiled_l2(a, b, grid)
+    return tiled_l2(a, b, grid, shift)

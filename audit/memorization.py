@@ -10,7 +10,7 @@ Two stages, as in Carlini et al. 2023 and Somepalli et al. 2023:
    cannot tell its CLIP, so there the caller must name it) through
    ``bench.features.extract_features``, cached under ``runs/<run>/features/``.
 2. **Confirmation**: the stricter copy distance of ``audit.copy_similarity``
-   (tiled L2, max over a 4 x 4 grid) between the generated image and each
+   (tiled L2, max over a 4 x 4 grid, each tile aligned within 1 px) between the generated image and each
    candidate.  A (generation, neighbour) pair is a copy when
 
        clip_cosine >= threshold_cosine  and  copy_distance <= threshold_distance
@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from audit.copy_similarity import GRID, SIDE, method_name, tiled_l2, to_unit_array
+from audit.copy_similarity import GRID, SHIFT, SIDE, method_name, tiled_l2, to_unit_array
 from audit.run_io import load_run_samples, update_summary
 from bench.atomic import atomic_path, atomic_write_bytes
 from bench.errors import UserError
@@ -58,16 +58,19 @@ PROMPTS_TABLE = "memorization_prompts.parquet"
 NEIGHBOURS_DIR = "neighbours"
 SUMMARY_KEY = "memorization"
 
-DEFAULT_K = 5
-#: Calibrated on the built-in world (docs/audit-calibration.md, for now the
-#: SIMULATED calibration: max-F1 distance 0.1526 on its calibration split,
-#: rounded; cosine gate one 0.05 step below every true copy's candidate).  The
+#: CLIP candidates per image.  The built-in 128-d evaluator CLIP ranks a copy's own
+#: training image in its top 5 for only 0.93 of the simulated copies, in its top 20
+#: for all of them (docs/audit-calibration.md); the tiled L2 of 20 candidates costs little.
+DEFAULT_K = 20
+#: Calibrated on the built-in world (docs/audit-calibration.md, the SIMULATED
+#: calibration: max-F1 distance on its calibration split, rounded; cosine gate
+#: one 0.05 step below every true copy's candidate).  The
 #: gate only drops candidates CLIP already finds unrelated (fresh scenes still
 #: reach cosine 0.99 with the built-in CLIP); the tiled-L2 distance is what
 #: separates copies from look-alikes.  Re-run scripts/calibrate_audit.py on a
 #: new generator or CLIP and update both.
 DEFAULT_THRESHOLD_COSINE = 0.85
-DEFAULT_THRESHOLD_DISTANCE = 0.15
+DEFAULT_THRESHOLD_DISTANCE = 0.16
 NEIGHBOUR_CHOICES = ("top1", "copies", "all")
 
 TABLE_COLUMNS = [
@@ -144,7 +147,7 @@ def _png(arr: np.ndarray) -> bytes:
 def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
                        threshold_cosine: float = DEFAULT_THRESHOLD_COSINE,
                        threshold_distance: float = DEFAULT_THRESHOLD_DISTANCE,
-                       neighbours: str = "top1", side: int = SIDE, grid: int = GRID,
+                       neighbours: str = "top1", side: int = SIDE, grid: int = GRID, shift: int = SHIFT,
                        batch_size: int = 64, progress: bool = True) -> MemorizationResult:
     """Audit the images of run directory ``run`` against the ``ClipIndex`` folder ``index``
     (or an open index with ``ClipIndex``'s interface, e.g. ``audit.remote_index.RemoteClipIndex``
@@ -196,7 +199,7 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
     k_eff = k if n_rows is None else min(k, n_rows)
     scores, ids = idx.search(queries, k_eff, modality="image", query_key=extractor.key)
     keys, captions = _metadata_lookup(idx, ids)
-    method = method_name(grid, side)
+    method = method_name(grid, side, shift)
 
     # Neighbour images repeat across generations (a memorized image is everyone's
     # top-1), so each index row is loaded and converted once.
@@ -224,7 +227,7 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
                     missing += 1
                     dist = float("nan")
                 else:
-                    dist = float(tiled_l2(gen, to_unit_array(arr, side), grid))
+                    dist = float(tiled_l2(gen, to_unit_array(arr, side), grid, shift))
                 cos = float(scores[i, rank])
                 is_copy = bool(copy_verdict(cos, dist, threshold_cosine, threshold_distance))
                 save = arr is not None and (neighbours == "all" or is_copy or (neighbours == "top1" and rank == 0))

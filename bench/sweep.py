@@ -49,15 +49,28 @@ def plot_sweep(table: pd.DataFrame, path: Path, title: str) -> Path | None:
     x = next((c for c in ALIGNMENT_METRICS if c in table.columns), None)
     if y is None or x is None:
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=120)
+    fig, (ax, by_w) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120, gridspec_kw={"width_ratios": [1.3, 1]})
     ax.plot(table[x], table[y], "-o", color="#1f77b4")
-    for _, r in table.iterrows():
+    for i, (_, r) in enumerate(table.iterrows()):
         if not (math.isnan(r[x]) or math.isnan(r[y])):
-            ax.annotate(f"w={r.guidance:g}", (r[x], r[y]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            # Alternate above / below the point: neighbouring scales often land close together.
+            ax.annotate(f"w={r.guidance:g}", (r[x], r[y]), textcoords="offset points",
+                        xytext=(5, 4) if i % 2 == 0 else (5, -11), fontsize=8)
     ax.set_xlabel(f"{x} (higher is better)")
     ax.set_ylabel(f"{y} (lower is better)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
+
+    # Right: the alignment metrics against the guidance scale itself.
+    by_w.plot(table.guidance, table[x], "-o", color="#1f77b4", label=x)
+    by_w.set_xlabel("guidance scale w")
+    by_w.set_ylabel(x, color="#1f77b4")
+    by_w.grid(alpha=0.3)
+    if "compositional_accuracy" in table.columns and x != "compositional_accuracy":
+        acc = by_w.twinx()
+        acc.plot(table.guidance, table["compositional_accuracy"], "-s", color="#d62728")
+        acc.set_ylabel("compositional_accuracy", color="#d62728")
+    by_w.set_title("alignment against guidance", fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -361,7 +361,15 @@ def calibrate_memorization(args) -> dict:
         result = audit_memorization(run, index, k=args.k, progress=not args.no_progress)
         images = image_table(run, result.table, by_id)
         if split in kinds:
+            # The simulation knows what it made: faithful and loose copies (every object
+            # within about a pixel) are copies, variations and fresh prompts are not.  That
+            # is the truth the thresholds are fit on; the detector's reading (its 0.03
+            # tolerance lies inside the loose copies' spread, so it calls some visually
+            # identical images "not a copy") is reported beside it.
             images["behaviour"] = images.image_id.map(kinds[split])
+            images["truth_detector"] = images["truth"]
+            images["truth"] = ((images.category == "iconic")
+                               & images.behaviour.str.split(":").str[0].isin(COPY_BEHAVIOURS))
         splits[split] = images
         tables[split] = (run, result.table)
     chosen = choose_thresholds(splits["calibration"])
@@ -386,23 +394,16 @@ def calibrate_memorization(args) -> dict:
         "method": result.summary["method"],
     }
     if args.simulate:
-        # The second truth: what the simulated generator did.  Faithful and loose copies
-        # (every object within about a pixel) are copies; variations are not.  The
-        # detector truth above draws its line at 0.03 of the side, inside the loose
-        # copies' spread, so it labels some visually identical images "not a copy".
-        eval_images["truth_behaviour"] = ((eval_images.category == "iconic")
-                                          & eval_images.behaviour.str.split(":").str[0].isin(COPY_BEHAVIOURS))
         out["simulation"] = {"iconic_behaviour": ICONIC_BEHAVIOUR, "jitter_sd": JITTER, "blur_radius": BLUR_RANGE,
                              "colour_offset_sd": COLOUR_OFFSET_SD, "pixel_noise_sd": PIXEL_NOISE_SD,
-                             "truth_by_behaviour": _truth_by_behaviour(eval_images),
-                             "behaviour_truth": {
-                                 "copy_behaviours": list(COPY_BEHAVIOURS),
+                             "copy_behaviours": list(COPY_BEHAVIOURS),
+                             "detector_truth_by_behaviour": _truth_by_behaviour(eval_images),
+                             "detector_truth": {
                                  "evaluation_at_chosen": verdict_metrics(eval_images, chosen["clip_cosine"], td,
-                                                                         "truth_behaviour"),
+                                                                         "truth_detector"),
                                  "evaluation_at_defaults": verdict_metrics(eval_images, DEFAULT_THRESHOLD_COSINE,
-                                                                           DEFAULT_THRESHOLD_DISTANCE, "truth_behaviour"),
-                                 "auroc": roc(eval_images, chosen["clip_cosine"], "truth_behaviour")["auroc"],
-                                 "candidate_recall": candidate_recall(eval_images, index, "truth_behaviour")}}
+                                                                           DEFAULT_THRESHOLD_DISTANCE, "truth_detector"),
+                                 "auroc": roc(eval_images, chosen["clip_cosine"], "truth_detector")["auroc"]}}
     return out
 
 
@@ -464,9 +465,10 @@ def _distance_quantiles(images, threshold_cosine: float) -> dict:
 
 
 def _truth_by_behaviour(images) -> dict:
+    """Per simulated behaviour: how many images the detector reads back as the iconic scene."""
     iconic = images[images.category == "iconic"].copy()
     iconic["kind"] = iconic.behaviour.str.split(":").str[0]
-    return {k: {"n": int(len(g)), "true_copies": int(g.truth.sum())} for k, g in iconic.groupby("kind")}
+    return {k: {"n": int(len(g)), "true_copies": int(g.truth_detector.sum())} for k, g in iconic.groupby("kind")}
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -483,8 +485,12 @@ def memorization_markdown(r: dict) -> str:
         "",
         f"Index: `{r['index']['folder']}` ({r['index']['n']} rows). Prompts: `shapes-audit` iconic (24) and "
         f"fresh (48), {r['samples_per_prompt']} samples each per split; run seeds {r['split_seeds']}; k = {r['k']}.",
-        "Truth: an iconic generation is a copy when the exact detector reads back the iconic scene "
-        "(count, shapes, colours, sizes; centres within 0.03); fresh generations are never copies.",
+        ("Truth: what the simulated generator made. An iconic generation is a copy when it was made as a "
+         f"{' or '.join(r['simulation']['copy_behaviours'])} copy of its training image; variations (one object "
+         "moved, dropped, recoloured or reshaped) and fresh prompts are not. The detector's reading is reported "
+         "below." if r["simulated"] else
+         "Truth: an iconic generation is a copy when the exact detector reads back the iconic scene "
+         "(count, shapes, colours, sizes; centres within 0.03); fresh generations are never copies."),
         "",
         f"Thresholds chosen on the calibration split: clip_cosine >= **{_fmt(t['clip_cosine'], 2)}**, "
         f"copy_distance <= **{_fmt(t['copy_distance'], 4)}** (max F1, {_fmt(t['f1'])}). "
@@ -519,24 +525,21 @@ def memorization_markdown(r: dict) -> str:
                       f"(one object moved 0.08-0.25, dropped, recoloured or reshaped) with shares {s['iconic_behaviour']}; "
                       f"every image gets a Gaussian blur of radius {s['blur_radius'][0]}-{s['blur_radius'][1]} px, a "
                       f"per-channel colour offset (sd {s['colour_offset_sd']}) and pixel noise (sd {s['pixel_noise_sd']}); "
-                      "fresh prompts are faithful renders of their new scenes. Detector truth by behaviour "
-                      "(evaluation split): " + ", ".join(f"{k} {v['true_copies']}/{v['n']}" for k, v in
-                                                         s["truth_by_behaviour"].items()) + "."]
-        b = s.get("behaviour_truth")
-        if b:
-            lines += ["", "The same verdicts against the **behaviour truth** (a generation is a copy when the simulated "
-                          f"generator made it as one: {' or '.join(b['copy_behaviours'])}; variations and fresh "
-                          "prompts are not). The detector truth above puts its line at 0.03 of the side, inside the "
-                          "loose copies' spread, so it calls some visually identical images \"not a copy\"; the "
-                          "behaviour truth is the one a human reviewer would give.", "",
-                          "| evaluation split, thresholds | true copies | flagged | precision | recall | false copy rate (fresh) |",
-                          "|---|---:|---:|---:|---:|---:|"]
-            for name, m in (("chosen", b["evaluation_at_chosen"]), ("module defaults", b["evaluation_at_defaults"])):
-                lines.append(f"| {name} | {m['n_true_copies']} | {m['n_flagged']} | {_fmt(m['precision'])} | "
-                             f"{_fmt(m['recall'])} | {_fmt(m['false_copy_rate_fresh'], 4)} "
-                             f"({m['n_fresh_flagged']}/{m['n_fresh']}) |")
-            lines += ["", f"AUROC against the behaviour truth: {_fmt(b['auroc'], 4)}; candidate recall: "
-                          f"{_fmt(b['candidate_recall'])}."]
+                      "fresh prompts are faithful renders of their new scenes. Images the detector reads back "
+                      "as the iconic scene, by behaviour (evaluation split): "
+                      + ", ".join(f"{k} {v['true_copies']}/{v['n']}" for k, v in s["detector_truth_by_behaviour"].items())
+                      + "."]
+        b = s["detector_truth"]
+        lines += ["", "The same verdicts against the **detector truth** (the iconic scene read back, centres within "
+                      "0.03 of the side). Its line falls inside the loose copies' spread (jitter sd 0.02), so it "
+                      "calls some visually identical images \"not a copy\": a stricter reading than a reviewer's.", "",
+                      "| evaluation split, thresholds | true copies | flagged | precision | recall | false copy rate (fresh) |",
+                      "|---|---:|---:|---:|---:|---:|"]
+        for name, m in (("chosen", b["evaluation_at_chosen"]), ("module defaults", b["evaluation_at_defaults"])):
+            lines.append(f"| {name} | {m['n_true_copies']} | {m['n_flagged']} | {_fmt(m['precision'])} | "
+                         f"{_fmt(m['recall'])} | {_fmt(m['false_copy_rate_fresh'], 4)} "
+                         f"({m['n_fresh_flagged']}/{m['n_fresh']}) |")
+        lines += ["", f"AUROC against the detector truth: {_fmt(b['auroc'], 4)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -695,7 +698,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--k", type=int, default=None, help="CLIP candidates per image (default: the audit's)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"results, runs and index (default {OUT.relative_to(REPO)})")
     parser.add_argument("--doc", type=Path, default=DOC, help=f"document to write (default {DOC.relative_to(REPO)})")
     parser.add_argument("--results", type=Path, default=RESULTS,
@@ -703,6 +706,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     OUT, DOC, RESULTS = args.out.resolve(), args.doc.resolve(), args.results.resolve()
+    if args.k is None:
+        from audit.memorization import DEFAULT_K
+
+        args.k = DEFAULT_K
     try:
         for name in args.probe or list(PROBES):
             result = PROBES[name][0](args)

@@ -102,3 +102,53 @@ def test_bad_input():
         to_unit_array(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(UserError, match="one partner"):
         copy_distances([np.zeros((8, 8, 3), np.uint8)], [])
+
+
+def reference_aligned_tiled_l2(a: np.ndarray, b: np.ndarray, grid: int, shift: int) -> float:
+    """The aligned distance written out: every tile, every (dy, dx), b's pixels edge-clamped."""
+    side = a.shape[0]
+    t = side // grid
+    worst = 0.0
+    for i in range(grid):
+        for j in range(grid):
+            best = math.inf
+            for dy in range(-shift, shift + 1):
+                for dx in range(-shift, shift + 1):
+                    total, count = 0.0, 0
+                    for y in range(i * t, (i + 1) * t):
+                        for x in range(j * t, (j + 1) * t):
+                            yy, xx = min(max(y + dy, 0), side - 1), min(max(x + dx, 0), side - 1)
+                            total += float(((a[y, x].astype(np.float64) - b[yy, xx]) ** 2).sum())
+                            count += a.shape[2]
+                    best = min(best, math.sqrt(total / count))
+            worst = max(worst, best)
+    return worst
+
+
+@pytest.mark.parametrize("grid,shift", [(2, 1), (4, 1), (4, 2)])
+def test_aligned_matches_reference(pair, grid, shift):
+    a, b = pair
+    a, b = a[:16, :16], b[:16, :16]
+    assert tiled_l2(a, b, grid, shift) == pytest.approx(reference_aligned_tiled_l2(a, b, grid, shift), rel=1e-9)
+
+
+def test_shift_forgives_small_displacement_not_changes():
+    """A square moved by one pixel is a near-copy with shift=1 (and not with shift=0); the same
+    square recoloured stays far at every alignment.  shift=0 is Carlini's distance."""
+    base = np.full((32, 32, 3), 0.9)
+    a = base.copy()
+    a[8:16, 8:16] = (1.0, 0.0, 0.0)
+    moved = base.copy()
+    moved[9:17, 9:17] = (1.0, 0.0, 0.0)
+    recoloured = base.copy()
+    recoloured[8:16, 8:16] = (0.0, 0.0, 1.0)
+    assert tiled_l2(a, moved, 4, 0) > 0.3
+    assert tiled_l2(a, moved, 4, 1) == pytest.approx(0.0, abs=1e-12)
+    assert tiled_l2(a, recoloured, 4, 1) > 0.5
+    rng = np.random.default_rng(3)
+    x, y = rng.random((2, 32, 32, 3))
+    assert tiled_l2(x, y, 4, 1) <= tiled_l2(x, y, 4, 0)  # more alignments can only lower the distance
+    batched = tiled_l2(np.stack([a, x]), np.stack([moved, y]), 4, 1)
+    np.testing.assert_allclose(batched, [tiled_l2(a, moved, 4, 1), tiled_l2(x, y, 4, 1)], rtol=0, atol=0)
+    with pytest.raises(UserError, match="shift must be"):
+        tiled_l2(a, moved, 4, -1)
