@@ -90,7 +90,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "memorization", help="find generated images that copy training images of a CLIP index",
         description="kNN candidates by CLIP cosine from a clip-retrieval-style index, confirmed by "
-                    "Carlini et al.'s tiled L2 (max over a 4x4 grid of per-tile RMS distances).",
+                    "Carlini et al.'s tiled L2 (max over a 4x4 grid of per-tile RMS distances, each tile aligned within 1 px).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", help="run directory (made by t2i-bench generate or import)")
