@@ -56,6 +56,12 @@ INDEX_TYPES = ("auto", "flat", "autofaiss")
 #: "auto" uses exact search below this many rows (a flat 100k x 768 index is 300 MB
 #: and answers a query in a few ms; beyond that autofaiss' compressed indexes pay off).
 FLAT_MAX_ROWS = 100_000
+#: An approximate (PQ / SQ) index is asked for k x RERANK_FACTOR candidates, which are
+#: re-scored exactly from the stored embeddings and cut to the top k.  Compressed codes
+#: rank close neighbours only roughly (docs/scale.md measures it: 1M clustered vectors,
+#: PQ64 codes, recall@10 0.50 from the codes alone, at every nprobe), while the true top
+#: 10 are almost always among the top 100 candidates.
+RERANK_FACTOR = 10
 #: Rows per img_emb/text_emb/metadata shard (clip-retrieval writes one per partition).
 SHARD_ROWS = 100_000
 MODALITIES = ("image", "text")
@@ -89,6 +95,41 @@ def _rows_of_npy(files: list[Path]) -> tuple[int, int | None]:
                             f"{f.name}); rebuild the index")
         n, dim = n + arr.shape[0], arr.shape[1]
     return n, dim
+
+
+class ShardRows:
+    """Rows of ``img_emb_<i>.npy`` shards by global row id, each shard memory-mapped.
+
+    Re-ranking reads only the candidates' rows, so an index folder far larger
+    than RAM (LAION-5B's float16 ViT-L/14 embeddings are 7.7 TB) is re-scored
+    from disk without being loaded.
+    """
+
+    def __init__(self, files: list[Path]):
+        self.shards = [np.load(f, mmap_mode="r") for f in files]
+        self.starts = np.cumsum([0] + [len(a) for a in self.shards])
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        """float32 rows [len(ids), d] for valid row ids (0 <= id < total)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        shard = np.searchsorted(self.starts, ids, side="right") - 1
+        out = np.empty((len(ids), self.shards[0].shape[1]), dtype=np.float32)
+        for s in np.unique(shard):
+            rows = shard == s
+            local = ids[rows] - self.starts[s]
+            order = np.argsort(local)  # ascending offsets: sequential-ish reads of the memory map
+            out[np.flatnonzero(rows)[order]] = self.shards[s][local[order]]
+        return out
+
+
+def exact_rerank(queries: np.ndarray, ids: np.ndarray, rows: ShardRows) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosines of each query's candidate rows (id -1 = none), re-sorted best first."""
+    found = ids >= 0
+    vectors = rows.take(np.where(found, ids, 0).ravel()).reshape(*ids.shape, -1)
+    scores = np.einsum("qd,qkd->qk", queries, vectors)
+    scores[~found] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
 
 def _load_npy(files: list[Path]) -> np.ndarray:
@@ -133,6 +174,7 @@ class ClipIndex:
         # Read once in ``open`` (a LAION-scale index file is gigabytes), tuned here.
         self._faiss: dict[str, Any] = {m: self._tuned(index, m) for m, index in faiss_indexes.items()}
         self._embeddings: dict[str, np.ndarray] = {}
+        self._shard_rows: dict[str, ShardRows] = {}  # memory-mapped shards for re-ranking
         self._metadata: pd.DataFrame | None = None
 
     # ------------------------------------------------------------------ open
@@ -360,10 +402,13 @@ class ClipIndex:
             raise UserError(f"k must be >= 1, got {k}")
         k = int(k)
         q = np.ascontiguousarray(q)
-        scores, ids = self._faiss_index(modality).search(q, min(k, self.n))
+        index = self._faiss_index(modality)
+        rerank = bool(self._emb_files[modality]) and not _exact_distances(index)
+        scores, ids = index.search(q, min(k * RERANK_FACTOR if rerank else k, self.n))
         ids = ids.astype(np.int64)
-        if self._emb_files[modality] and not _exact_distances(self._faiss_index(modality)):
+        if rerank:
             scores, ids = self._exact_scores(q, ids, modality)
+            scores, ids = scores[:, :k], ids[:, :k]
         scores = np.where(ids >= 0, scores, np.nan).astype(np.float32)
         if ids.shape[1] < k:
             pad = k - ids.shape[1]
@@ -373,13 +418,9 @@ class ClipIndex:
 
     def _exact_scores(self, q: np.ndarray, ids: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
         """Cosines of the candidates from the stored embeddings, re-sorted (best first)."""
-        emb = self.embeddings(modality)
-        found = ids >= 0
-        vectors = np.asarray(emb[np.where(found, ids, 0).ravel()], dtype=np.float32).reshape(*ids.shape, -1)
-        scores = np.einsum("qd,qkd->qk", q, vectors)
-        scores[~found] = -np.inf
-        order = np.argsort(-scores, axis=1, kind="stable")
-        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+        if modality not in self._shard_rows:
+            self._shard_rows[modality] = ShardRows(self._emb_files[modality])
+        return exact_rerank(q, ids, self._shard_rows[modality])
 
     def load_image(self, row_id: int) -> np.ndarray | None:
         """The indexed image of row ``row_id`` as HWC uint8 RGB, or None when it cannot be found.

@@ -193,6 +193,50 @@ def test_autofaiss_index_agrees_with_flat_search(tmp_path):
     np.testing.assert_allclose(s_af[same, 0], s_flat[same, 0], atol=2e-3)
 
 
+def test_shard_rows_gathers_across_shards_in_any_order(tmp_path):
+    from audit.index import ShardRows
+
+    rng = np.random.default_rng(5)
+    parts = [rng.standard_normal((n, 4)).astype(np.float16) for n in (3, 5, 2)]
+    files = []
+    for i, part in enumerate(parts):
+        files.append(tmp_path / f"img_emb_{i}.npy")
+        np.save(files[-1], part)
+    whole = np.concatenate(parts).astype(np.float32)
+    ids = np.array([9, 0, 4, 3, 7, 2, 8, 8])
+    np.testing.assert_array_equal(ShardRows(files).take(ids), whole[ids])
+
+
+def test_approximate_index_is_reranked_from_the_stored_embeddings(tmp_path, monkeypatch):
+    """An IVF-PQ index returns the exact top k (with exact cosines) for most queries once its
+    k x RERANK_FACTOR candidates are re-scored; asking for only k candidates finds fewer."""
+    import faiss
+
+    import audit.index as index_module
+    from audit.index import ClipIndex, write_index_folder
+
+    x, q = clustered(4000, 32, seed=3)
+    folder = tmp_path / "pq"
+    write_index_folder(folder, x, index_type="flat")
+    pq = faiss.index_factory(32, "IVF16,PQ4x8", faiss.METRIC_INNER_PRODUCT)
+    pq.train(x)
+    pq.add(x)
+    pq.nprobe = 16
+    faiss.write_index(pq, str(folder / "image.index"))  # the folder now holds a compressed index
+
+    stored = np.asarray(ClipIndex.open(folder).image_embeddings(), np.float32)
+    exact_top = np.argsort(-(q @ stored.T), axis=1)[:, :10]
+
+    def recall(ids):
+        return np.mean([len(np.intersect1d(a, e)) / 10 for a, e in zip(ids, exact_top)])
+
+    scores, ids = ClipIndex.open(folder).search(q, 10)
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ stored.T, ids, 1), atol=1e-5)  # exact cosines
+    monkeypatch.setattr(index_module, "RERANK_FACTOR", 1)
+    _, ids_no_rerank = ClipIndex.open(folder).search(q, 10)
+    assert recall(ids) >= 0.95 and recall(ids) > recall(ids_no_rerank) + 0.1, (recall(ids), recall(ids_no_rerank))
+
+
 def test_fewer_rows_than_k_pads_with_minus_one(tmp_path):
     from audit.index import write_index_folder
 
