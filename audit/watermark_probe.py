@@ -197,6 +197,12 @@ class ProbeConfig:
     ``corpus_rows``  size of the shapes-laion build the base rows come from
     ``val_share``    share of base images held out for threshold and AUROC
     ``c``            inverse L2 strength of the logistic regression
+    ``max_blur``     each training pair (clean and marked twin alike) is blurred by a
+                     Gaussian of radius U(0, max_blur) px per 64 px of image side, plus
+                     pixel noise of sd U(0, 3) grey levels: generated images (and the
+                     marks a generator reproduces) are softer than the crisp renders
+                     and photos the probe trains on, and a probe that never saw a soft
+                     image reads softness as a mark (0 = off)
     """
 
     source: str = SHAPES_WORLD
@@ -206,6 +212,7 @@ class ProbeConfig:
     seed: int = 0
     val_share: float = 0.2
     c: float = 1.0
+    max_blur: float = 1.5
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -277,12 +284,27 @@ def make_training_examples(config: ProbeConfig) -> Iterator[tuple[np.ndarray, in
             yield image, 1, i
             continue
         if n_clean < config.n_base:
-            yield image, 0, i
             marked, _ = add_random_watermark(image, (config.seed, i))
-            yield marked, 1, i
+            yield soften(image, config.max_blur, (config.seed, i)), 0, i
+            yield soften(marked, config.max_blur, (config.seed, i)), 1, i
         else:  # the planted set's clean counterparts
             yield image, 0, i
         n_clean += 1
+
+
+def soften(image: np.ndarray, max_blur: float, seed: tuple[int, ...]) -> np.ndarray:
+    """Gaussian blur of radius U(0, max_blur) px per 64 px of side, then pixel noise of sd U(0, 3);
+    the same ``seed`` gives a clean image and its marked twin the same degradation."""
+    if max_blur <= 0:
+        return image
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng([*seed, 7])
+    radius = rng.uniform(0, max_blur) * image.shape[1] / 64
+    noise_sd = rng.uniform(0, 3)
+    soft = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)), dtype=np.float64)
+    soft = soft + rng.normal(0, noise_sd, soft.shape)
+    return np.clip(np.rint(soft), 0, 255).astype(np.uint8)
 
 
 def embed_examples(examples: Iterable[tuple[np.ndarray, int, int]], extractor, batch_size: int = 128,
