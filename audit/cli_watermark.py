@@ -34,8 +34,8 @@ def _run(args: argparse.Namespace) -> int:
     config = ProbeConfig(source=args.probe_images or ProbeConfig.source, n_base=args.probe_n,
                          planted=args.probe_planted)
     result = audit_watermark(args.run, clip=args.clip, index=args.index, k=args.k, probe=args.probe,
-                             probe_features=args.probe_features, config=config, invisible=not args.no_invisible, batch_size=args.batch_size,
-                             progress=not args.no_progress)
+                             probe_features=args.probe_features, config=config, invisible=not args.no_invisible,
+                             batch_size=args.batch_size, progress=not args.no_progress)
     s = result.summary
     train = result.probe.info.get("training", {})
     print(f"probe: {result.probe_source} {s['probe']} (threshold {s['threshold']:.3f}, "
