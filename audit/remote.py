@@ -231,17 +231,26 @@ class ClipRetrievalClient:
                      self.url, attempt + 1, self.retries + 1, last)
         raise _Failed(last.replace("\n", " "))
 
-    def indices(self) -> list[str]:
-        """The index names the backend serves (``GET <url>/indices-list``)."""
+    def indices(self, *, retry: bool = True) -> list[str]:
+        """The index names the backend serves (``GET <url>/indices-list``), retried with the same
+        backoff as queries unless ``retry=False``."""
         import requests
 
-        try:
-            resp = requests.get(f"{self.url}/indices-list", timeout=self.timeout)
-            resp.raise_for_status()
-            names = resp.json()
-        except (requests.RequestException, ValueError) as e:
-            raise UserError(f"cannot list the indexes of clip-retrieval backend {self.url} "
-                            f"({type(e).__name__}): check the url and that the backend is running") from None
+        attempts = self.retries + 1 if retry else 1
+        for attempt in range(attempts):
+            if attempt:
+                _sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                resp = requests.get(f"{self.url}/indices-list", timeout=self.timeout)
+                resp.raise_for_status()
+                names = resp.json()
+                break
+            except (requests.RequestException, ValueError) as e:
+                failure = type(e).__name__
+        else:
+            raise UserError(f"cannot list the indexes of clip-retrieval backend {self.url} ({failure}) after "
+                            f"{attempts} attempt(s) of {self.timeout:g} s at most: check the url and that the "
+                            "backend is running")
         if not isinstance(names, list):
             raise UserError(f"{self.url}/indices-list did not return a list: is this a clip-retrieval backend?")
         return [str(n) for n in names]
@@ -252,7 +261,7 @@ class ClipRetrievalClient:
         if not failure.startswith("HTTP"):
             return ""
         try:
-            names = self.indices()
+            names = self.indices(retry=False)  # it just answered, so it is up
         except UserError:
             return ""
         if self.index_name in names:

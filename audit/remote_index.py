@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit import remote
 from audit.remote import ClipRetrievalClient, RemoteQueryError
 from bench.errors import UserError
 
@@ -84,17 +83,7 @@ class RemoteClipIndex:
         self._query_dim = int(dim)
         if self._checked:
             return
-        attempts = self.client.retries + 1
-        for attempt in range(attempts):
-            if attempt:
-                remote._sleep(self.client.backoff * 2 ** (attempt - 1))
-            try:
-                names = self.client.indices()
-                break
-            except UserError as e:
-                last = e
-        else:
-            raise UserError(f"{last} (after {attempts} attempt(s); --timeout {self.client.timeout:g} s)")
+        names = self.client.indices()
         if self.client.index_name not in names:
             raise UserError(f"clip-retrieval backend {self.client.url} serves no index named "
                             f"{self.client.index_name!r} (it serves: {', '.join(names) or 'none'}); "

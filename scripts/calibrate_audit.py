@@ -439,10 +439,10 @@ def side_ablation(run: Path, table, index, images, threshold_cosine: float, side
     return out
 
 
-def candidate_recall(images, index, truth_col: str = "truth") -> float | None:
+def candidate_recall(images, index) -> float | None:
     """Share of true copies whose own iconic training image is among their k CLIP candidates
     (the ceiling on the audit's recall: a copy CLIP does not retrieve cannot be confirmed)."""
-    truth = images[truth_col].to_numpy(dtype=bool)
+    truth = images.truth.to_numpy(dtype=bool)
     if "dup_group" not in index.metadata_columns() or not truth.any():
         return None
     groups = index.metadata(["dup_group"])["dup_group"].to_numpy()

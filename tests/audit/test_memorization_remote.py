@@ -33,6 +33,7 @@ from conftest import run_cli
 
 # The real-backend fixture lives with the other clip-retrieval interop tests (same folder).
 from test_clip_retrieval_interop import clip_back, clip_retrieval_bin  # noqa: F401
+from test_memorization import index_dir  # noqa: F401  (the same shapes-laion:300 index)
 
 NAME = "shapes-300"
 K = 3
@@ -128,15 +129,6 @@ class FakeKnnBackend:
                 item["url"] = f"{self.url}/image/{row}.png"
             out.append(item)
         return out
-
-
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory):
-    from audit.index import build_index
-
-    out = tmp_path_factory.mktemp("index") / "shapes-laion-300"
-    build_index("shapes-laion:300", out, "builtin", progress=False)
-    return out
 
 
 @pytest.fixture(scope="module")
