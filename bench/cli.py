@@ -46,6 +46,16 @@ def parse_float_list(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers (e.g. 1,3,7.5)")
 
 
+def parse_extractor_list(text: str) -> tuple[str, ...]:
+    """argparse type of --features: extractor specs whose kinds are in the extractor registry."""
+    from bench.features import check_extractor_spec
+
+    try:
+        return tuple(check_extractor_spec(f.strip()) for f in text.split(",") if f.strip())
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_generation_args(p: argparse.ArgumentParser) -> None:
     from bench.models.loader import DEFAULT_MODEL, DTYPES
     from bench.runspec import GUIDANCE_FORMULATIONS, SCHEDULER_ALIASES
@@ -139,8 +149,11 @@ def add_score_parser(sub) -> None:
 
 def add_scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", help="folder of images, another run directory, or a .npz with mu/sigma")
-    p.add_argument("--features", default="inception",
-                   help="comma-separated image extractors: inception, efficientnet-lite0, dinov2, clip:MODEL@TAG (default inception; '' for none)")
+    from bench.features import EXTRACTORS
+
+    p.add_argument("--features", default="inception", type=parse_extractor_list,
+                   help=f"comma-separated image extractors, of the kinds {', '.join(EXTRACTORS.names())} "
+                        "(e.g. efficientnet-lite0, dinov2:vitb14, clip:MODEL@TAG; default inception; '' for none)")
     p.add_argument("--clip", help="CLIP for CLIP score/CMMD: 'builtin' (the shapes-world evaluator) or MODEL@TAG")
     p.add_argument("--inception-weights", help="local pt_inception-2015-12-05 weights file")
     p.add_argument("--feature-batch-size", type=int, default=32)
@@ -150,13 +163,14 @@ def add_scoring_args(p: argparse.ArgumentParser) -> None:
 def score_spec_from_args(args, run: str):
     from bench.score import ScoreSpec
 
-    return ScoreSpec(run=run, reference=args.reference, features=tuple(f for f in args.features.split(",") if f),
+    return ScoreSpec(run=run, reference=args.reference, features=args.features,
                      clip=args.clip, batch_size=args.feature_batch_size, kid_subset_size=args.kid_subset_size,
                      inception_weights=args.inception_weights)
 
 
 def run_score(args) -> int:
-    from bench.score import METRICS, score_run
+    from bench.contract import METRICS
+    from bench.score import score_run
 
     table = score_run(score_spec_from_args(args, args.run), progress=not args.no_progress)
     overall = table[table.subset == "all"]
@@ -183,7 +197,8 @@ def add_sweep_parser(sub) -> None:
 
 
 def run_sweep(args) -> int:
-    from bench.sweep import SWEEP, SWEEP_PLOT, run_sweep as sweep
+    from bench.contract import SWEEP, SWEEP_PLOT
+    from bench.sweep import run_sweep as sweep
 
     table = sweep(spec_from_args(args), score_spec_from_args(args, args.out), progress=not args.no_progress)
     print(table.to_string(index=False))

@@ -21,7 +21,8 @@ from bench.models.loader import DEFAULT_MODEL
 from bench.prompts import load_prompt_set
 from bench.runspec import RunSpec
 from bench.score import ScoreSpec
-from bench.sweep import SWEEP, SWEEP_PLOT, run_sweep
+from bench.contract import METRICS, SWEEP, SWEEP_PLOT
+from bench.sweep import run_sweep
 from bench.world.reference import render_reference
 
 PER_CATEGORY = 2
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     print(f"reference: {ref_dir}  ({n_ref} exact renders of the prompts' specs)")
     print(f"run      : {run_dir}  ({summary['n_images']} images)")
     print(f"summary  : {run_dir / 'summary.json'}")
-    print(f"metrics  : {run_dir / 'metrics.parquet'}  sweep: {run_dir / SWEEP}  plot: {run_dir / SWEEP_PLOT}")
+    print(f"metrics  : {run_dir / METRICS}  sweep: {run_dir / SWEEP}  plot: {run_dir / SWEEP_PLOT}")
     print(f"dashboard: .venv/bin/t2i-dashboard --runs {args.runs}   (or: make dashboard)")
     return 0
 

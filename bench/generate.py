@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import contract as C
 from bench import rundir
 from bench.atomic import atomic_write_bytes, remove_stale_temp_files
 from bench.runspec import GUIDANCE_FORMULATIONS, RunSpec, cfg_scale
@@ -223,7 +224,7 @@ def generate(spec: RunSpec, progress: bool = True) -> GenerateResult:
         }
     rundir.write_samples(run_dir, list(rows.values()))
     complete = all((run_dir / r["path"]).exists() for r in rows.values())
-    rundir.write_json(run_dir / rundir.SUMMARY, {
+    C.update_summary(run_dir, {
         "run": run_dir.name,
         "model": resolved.ref,
         "prompt_set": f"{prompt_set.name}@{prompt_set.version}",

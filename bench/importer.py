@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from bench import contract as C
 from bench import rundir
 from bench.atomic import atomic_write_bytes
 from bench.errors import UserError
@@ -120,7 +121,7 @@ def import_images(images_dir: str, prompts: str, model_name: str, out: str) -> I
     }
     rundir.write_json(run_dir / rundir.MANIFEST, manifest)
     n_prompts = len({r["prompt_id"] for r in rows})
-    rundir.write_json(run_dir / rundir.SUMMARY, {
+    C.update_summary(run_dir, {
         "run": run_dir.name, "model": model_name, "prompt_set": f"{prompt_set.name}@{prompt_set.version}",
         "n_images": len(rows), "n_prompts": n_prompts, "guidance": [], "complete": True, "imported": True,
     })

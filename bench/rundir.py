@@ -1,12 +1,9 @@
-"""The run directory: the one contract between stages (DESIGN.md §3).
+"""Making a run directory: image ids and seeds, provenance, the manifest and the samples table.
 
-```
-runs/<run>/manifest.json   settings, provenance, completeness
-runs/<run>/images/<prompt_id>__s<sample:03d>__g<guidance>.png
-runs/<run>/samples.parquet one row per image
-runs/<run>/summary.json    headline numbers for the dashboard
-```
-Every write is atomic (``bench.atomic``).
+The files and columns are named by ``bench.contract`` (docs/DESIGN.md §3); this
+module holds what generation and import do with them.  Image files are
+``images/<prompt_id>__s<sample:03d>__g<guidance>.png``.  Every write is atomic
+(``bench.atomic``).
 """
 
 from __future__ import annotations
@@ -21,17 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.atomic import atomic_path, atomic_write_text
+from bench import contract as C
+from bench.atomic import atomic_write_text
 from bench.errors import UserError
 
-MANIFEST = "manifest.json"
-SAMPLES = "samples.parquet"
-SUMMARY = "summary.json"
-IMAGES = "images"
-SAMPLE_COLUMNS = [
-    "image_id", "prompt_id", "prompt", "category", "sample_index", "seed",
-    "guidance", "cfg_scale", "path", "width", "height", "truncated",
-]
+MANIFEST = C.MANIFEST
+SAMPLES = C.SAMPLES
+SUMMARY = C.SUMMARY
+IMAGES = C.IMAGES_DIR
+SAMPLE_COLUMNS = list(C.SAMPLES_TABLE.columns)
 PROVENANCE_PACKAGES = ("t2i-audit", "torch", "diffusers", "transformers", "open_clip_torch", "numpy", "pillow", "accelerate")
 
 
@@ -103,17 +98,14 @@ def write_json(path: Path, data: dict) -> None:
 
 def write_samples(run_dir: Path, rows: list[dict]) -> Path:
     df = pd.DataFrame(rows, columns=SAMPLE_COLUMNS).sort_values("image_id", kind="stable").reset_index(drop=True)
-    target = Path(run_dir) / SAMPLES
-    with atomic_path(target) as tmp:
-        df.to_parquet(tmp, index=False)
-    return target
+    return C.write_table(run_dir, C.SAMPLES_TABLE, df)
 
 
 def read_samples(run_dir: Path) -> pd.DataFrame:
-    path = Path(run_dir) / SAMPLES
-    if not path.exists():
+    """The run's samples table (empty when generation has not written it yet)."""
+    if not (Path(run_dir) / SAMPLES).exists():
         return pd.DataFrame(columns=SAMPLE_COLUMNS)
-    return pd.read_parquet(path)
+    return C.read_table(run_dir, C.SAMPLES_TABLE)
 
 
 def prepare_run_dir(run_dir: Path) -> None:

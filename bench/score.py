@@ -18,7 +18,6 @@ clean-fid ``.npz`` (``mu``, ``sigma``; FD only).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import warnings
@@ -28,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench import contract as C
 from bench import rundir
-from bench.atomic import atomic_path
 from bench.cache import cache_dir
 from bench.errors import UserError
 
 log = logging.getLogger("t2i_audit")
-METRICS = "metrics.parquet"
+METRICS = C.METRICS  # kept for callers of bench.score.METRICS
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 BUILTIN_CLIP = "builtin"
 
@@ -72,10 +71,10 @@ def resolve_reference(ref: str | None) -> Reference | None:
         if path.suffix != ".npz":
             raise UserError(f"reference file '{ref}' is not a .npz with mu and sigma; pass a folder, run or .npz")
         return Reference(label=str(path), npz=path)
-    if (path / rundir.MANIFEST).exists():
+    if C.is_run_dir(path):
         samples = rundir.read_samples(path)
         paths = tuple(path / p for p in samples.path)
-        return Reference(label=f"run:{path}", paths=paths, root=path, cache=path / "features")
+        return Reference(label=f"run:{path}", paths=paths, root=path, cache=path / C.FEATURES_DIR)
     paths = tuple(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
     if not paths:
         raise UserError(f"reference folder '{ref}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -109,22 +108,6 @@ def _rows_of(fs, rows: np.ndarray):
     return FeatureSet(fs.features[rows], fs.extractor, tuple(np.asarray(fs.paths)[rows]), (), {}, None, fs.from_cache)
 
 
-def _row(result, subset: str, guidance: float | None, reference: str | None) -> dict:
-    row = result.to_row()
-    row.update(subset=subset, guidance=math.nan if guidance is None else guidance, reference=reference)
-    return row
-
-
-def _category_rows(per_group: pd.DataFrame, metric: str, value_col: str, n_col: str, extractor: str | None,
-                   guidance: float | None) -> list[dict]:
-    """metrics.parquet rows for a report's per-category table."""
-    return [
-        {"metric": metric, "value": float(g[value_col]), "n": int(g[n_col]), "extractor": extractor,
-         "subset": f"category={g['category']}", "guidance": math.nan if guidance is None else guidance, "reference": None}
-        for _, g in per_group.iterrows()
-    ]
-
-
 def _prompt_specs(manifest: dict) -> dict | None:
     """Specs by prompt id when the run's prompt set is judged by the shapes-world detector."""
     from bench.prompts import load_prompt_set
@@ -146,119 +129,143 @@ def _prompt_specs(manifest: dict) -> dict | None:
     return specs
 
 
+def _run_metrics(metrics, stage: str, samples: pd.DataFrame, fields: dict, ref_label: str | None,
+                 options: dict) -> list[dict]:
+    """metrics.parquet rows of every registered metric of ``stage``, for all images and per guidance scale.
+
+    ``fields`` holds the pass's inputs for all of ``samples``: row-aligned ones
+    (FeatureSets, arrays, lists) are cut to each group; the reference is shared.
+    """
+    from bench.metrics import ScoreGroup
+
+    shared = ("reference", "reference_stats", "specs")
+    rows = []
+    for guidance, mask in _guidance_groups(samples):
+        group = {}
+        for name, value in fields.items():
+            if value is None or name in shared:
+                group[name] = value
+            elif hasattr(value, "features"):  # a FeatureSet
+                group[name] = _rows_of(value, mask)
+            elif isinstance(value, np.ndarray):
+                group[name] = value[mask]
+            else:
+                group[name] = [v for v, keep in zip(value, mask) if keep]
+        g = ScoreGroup(stage=stage, samples=samples[mask].reset_index(drop=True), options=options, **group)
+        for _, metric in metrics:
+            if metric.stage == stage and metric.applies(g):
+                for result in metric.compute(g):
+                    row = result.to_row()
+                    row.update(guidance=math.nan if guidance is None else guidance,
+                               reference=ref_label if metric.uses_reference else None)
+                    rows.append(row)
+    return rows
+
+
 def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
-    """Score a run directory; returns (and writes) the metrics table."""
-    from bench import metrics as M
+    """Score a run directory; returns (and writes) the metrics table.
+
+    Three passes (``bench.metrics.base.STAGES``) prepare the inputs: each
+    ``--features`` extractor, the ``--clip`` CLIP, and the shapes-world specs.
+    Every metric of the registry ``bench.metrics.METRICS`` then runs in its
+    pass on every group it has inputs for.
+    """
     from bench.features import extract_features, get_extractor
+    from bench.metrics import METRICS, MetricWarning
     from bench.metrics.fid import GaussianStats
 
     run = Path(spec.run)
     manifest = rundir.read_manifest(run)
     if manifest is None:
-        raise UserError(f"'{spec.run}' is not a run directory (no {rundir.MANIFEST}); pass the folder t2i-bench generate wrote")
-    samples = rundir.read_samples(run)
+        raise UserError(f"'{spec.run}' is not a run directory (no {C.MANIFEST}); pass the folder t2i-bench generate wrote")
+    samples = C.read_table(run, C.SAMPLES_TABLE) if (run / C.SAMPLES).is_file() else pd.DataFrame()
     if len(samples) == 0:
-        raise UserError(f"run '{spec.run}' has no images in samples.parquet; generate or import images first")
+        raise UserError(f"run '{spec.run}' has no images in {C.SAMPLES}; generate or import images first")
     reference = resolve_reference(spec.reference)
     ref_label = reference.label if reference else None
+    metrics = list(METRICS.items())
+    options = {"kid_subset_size": spec.kid_subset_size, "pr_k": spec.pr_k}
     rows: list[dict] = []
     skipped: dict[str, str] = {}
 
     def gen_features(extractor):
-        fs = extract_features([run / p for p in samples.path], extractor, run / "features", spec.batch_size, progress, root=run)
+        fs = extract_features([run / p for p in samples.path], extractor, run / C.FEATURES_DIR, spec.batch_size,
+                              progress, root=run)
         skipped.update({str(p): why for p, why in fs.skipped})
         if fs.converted:
             log.warning("%d generated images were not 8-bit RGB and were converted (%s)", sum(fs.converted.values()),
                         ", ".join(f"{k}: {v}" for k, v in fs.converted.items()))
-        kept = set(fs.paths)  # relative to the run directory, like samples.path
-        mask = samples.path.isin(kept).to_numpy()
-        return fs, mask
+        kept = samples.path.isin(set(fs.paths)).to_numpy()  # fs.paths are relative to the run, like samples.path
+        return fs, samples[kept].reset_index(drop=True)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", M.MetricWarning)
-        warnings.showwarning = lambda message, *a, **k: log.warning("%s", message)
+    def ref_features(extractor):
+        return extract_features(list(reference.paths), extractor, reference.cache, spec.batch_size, progress,
+                                root=reference.root)
+
+    # Metric warnings (e.g. N <= d) are logged as they come, without touching the warnings module's globals.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MetricWarning)
+
         for name in spec.features:
             kwargs = {"weights": spec.inception_weights} if name == "inception" and spec.inception_weights else {}
             extractor = get_extractor(name, **kwargs)
-            fs, mask = gen_features(extractor)
-            ref_feats = ref_stats = None
+            fs, kept = gen_features(extractor)
+            fields = {"gen": fs, "reference": None, "reference_stats": None,
+                      "logits": extractor.logits(fs.features) if hasattr(extractor, "logits") else None}
             if reference and reference.npz:
-                ref_stats = GaussianStats.load_npz(reference.npz, expect_extractor=extractor.key)
+                fields["reference_stats"] = GaussianStats.load_npz(reference.npz, expect_extractor=extractor.key)
             elif reference:
-                ref_fs = extract_features(list(reference.paths), extractor, reference.cache, spec.batch_size, progress, root=reference.root)
-                ref_feats = ref_fs
-                ref_stats = GaussianStats.from_features(ref_fs)  # once, not once per guidance
-            for guidance, group in _guidance_groups(samples):
-                gen = _rows_of(fs, group[mask])
-                if gen.n < 2:
-                    continue
-                if name == "inception":
-                    rows.append(_row(M.inception_score(extractor.logits(gen.features)), "all", guidance, None))
-                if ref_stats is not None:
-                    rows.append(_row(M.fd(gen, ref_stats), "all", guidance, ref_label))
-                if ref_feats is not None:
-                    rows.append(_row(M.kid(gen, ref_feats, subset_size=spec.kid_subset_size), "all", guidance, ref_label))
-                    for r in M.precision_recall(gen, ref_feats, k=spec.pr_k):
-                        rows.append(_row(r, "all", guidance, ref_label))
+                fields["reference"] = ref_features(extractor)
+                fields["reference_stats"] = GaussianStats.from_features(fields["reference"])  # once, not per guidance
+            rows += _run_metrics(metrics, "features", kept, fields, ref_label, options)
+            _log_warnings(caught)
 
         if spec.clip:
             clip = get_extractor(clip_extractor_spec(spec.clip))
-            fs, mask = gen_features(clip)
-            kept = samples[mask].reset_index(drop=True)
+            fs, kept = gen_features(clip)
             prompts = kept.prompt.tolist()
             unique = list(dict.fromkeys(prompts))
             text_emb, truncated = clip.encode_text(unique)
-            index = {p: i for i, p in enumerate(unique)}
-            rows_idx = [index[p] for p in prompts]
+            position = {p: i for i, p in enumerate(unique)}
+            index = [position[p] for p in prompts]
             if truncated.any():
                 log.warning("%d of %d prompts are longer than the CLIP context (%d tokens) and were truncated for CLIP score",
                             int(truncated.sum()), len(unique), clip.context_length)
-            for guidance, group in _guidance_groups(kept):
-                report = M.clip_score_report(kept[group], fs.features[group], text_emb[rows_idx][group],
-                                             truncated=truncated[rows_idx][group], extractor=fs.extractor)
-                rows.append(_row(report.overall, "all", guidance, None))
-                rows += _category_rows(report.per_group, report.overall.metric, "mean", "n_images", fs.extractor, guidance)
-            if reference and not reference.npz:
-                ref_fs = extract_features(list(reference.paths), clip, reference.cache, spec.batch_size, progress, root=reference.root)
-                for guidance, group in _guidance_groups(kept):
-                    gen = _rows_of(fs, group)
-                    if gen.n >= 2:
-                        rows.append(_row(M.cmmd(gen, ref_fs), "all", guidance, ref_label))
+            fields = {"gen": fs, "text_emb": text_emb[index], "truncated": truncated[index],
+                      "reference": ref_features(clip) if reference and not reference.npz else None}
+            rows += _run_metrics(metrics, "clip", kept, fields, ref_label, options)
+            _log_warnings(caught)
 
         specs = _prompt_specs(manifest)
         if specs:
-            judged = samples[samples.prompt_id.isin(specs) & ~samples.path.isin(skipped)]
-            judged = judged.reset_index(drop=True)
-            for guidance, group in _guidance_groups(judged):
-                sub = judged[group].reset_index(drop=True)
-                report = M.compositional_accuracy(sub, [run / p for p in sub.path], specs=specs)
-                rows.append(_row(report.overall, "all", guidance, None))
-                rows += _category_rows(report.per_group, report.overall.metric, "accuracy", "n", "shapes-world-detector", guidance)
+            judged = samples[samples.prompt_id.isin(specs) & ~samples.path.isin(skipped)].reset_index(drop=True)
+            fields = {"images": [run / p for p in judged.path], "specs": specs}
+            rows += _run_metrics(metrics, "specs", judged, fields, None, options)
+            _log_warnings(caught)
 
     if not rows:
         raise UserError(
             "nothing to score: pass --reference (for FD/KID/precision/recall) and/or --clip (for CLIP score), "
             "or use a prompt set with shapes-world specs (compositional accuracy)"
         )
-    table = pd.DataFrame(rows)
-    front = ["metric", "subset", "guidance", "value", "n", "n_ref", "extractor", "reference"]
-    table = table[[c for c in front if c in table] + [c for c in table if c not in front]]
-    with atomic_path(run / METRICS) as tmp:
-        table.to_parquet(tmp, index=False)
+    table = C.coerce(pd.DataFrame(rows), C.METRICS_TABLE)
+    C.write_table(run, C.METRICS_TABLE, table)
     _update_summary(run, table, skipped)
     return table
 
 
+def _log_warnings(caught: list) -> None:
+    for w in caught:
+        log.warning("%s", w.message)
+    caught.clear()
+
+
 def _update_summary(run: Path, table: pd.DataFrame, skipped: dict[str, str]) -> None:
-    """Headline numbers (all images and per guidance) for the dashboard."""
-    path = run / rundir.SUMMARY
-    summary = json.loads(path.read_text()) if path.exists() else {"run": run.name}
-    overall = table[table.subset == "all"]
+    """Headline numbers (all images and per guidance) for the dashboard: summary.json["metrics"]."""
+    overall = table[table.subset == C.ALL_SUBSET]
     headline: dict = {}
     for _, r in overall.iterrows():
         key = "all" if pd.isna(r.guidance) else f"{r.guidance:g}"
         headline.setdefault(key, {})[r.metric] = r.value
-    summary["metrics"] = headline
-    summary["skipped_images"] = len(skipped)
-    summary["skipped"] = dict(list(skipped.items())[:20])
-    rundir.write_json(path, summary)
+    C.update_summary(run, {"metrics": headline, "skipped_images": len(skipped),
+                           "skipped": dict(list(skipped.items())[:20])})

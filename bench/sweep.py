@@ -14,20 +14,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import contract as C
 from bench.atomic import atomic_path
 from bench.errors import UserError
 from bench.generate import generate
 from bench.runspec import RunSpec
 from bench.score import ScoreSpec, score_run
 
-SWEEP = "sweep.parquet"
-SWEEP_PLOT = "sweep.png"
+SWEEP = C.SWEEP
+SWEEP_PLOT = C.SWEEP_PLOT
 ALIGNMENT_METRICS = ("CLIPScore", "compositional_accuracy")  # x axis, first one present
 
 
 def sweep_table(metrics: pd.DataFrame, guidance: list[float]) -> pd.DataFrame:
     """One row per guidance: the headline (subset 'all') value of every metric."""
-    rows = metrics[(metrics.subset == "all") & metrics.guidance.notna()]
+    rows = metrics[(metrics.subset == C.ALL_SUBSET) & metrics.guidance.notna()]
     table = rows.pivot_table(index="guidance", columns="metric", values="value", aggfunc="first")
     table = table.reindex(sorted(guidance)).reset_index()
     table.columns.name = None
@@ -86,7 +87,6 @@ def run_sweep(spec: RunSpec, score: ScoreSpec, progress: bool = True) -> pd.Data
     table = sweep_table(metrics, list(spec.guidance))
     table.insert(1, "guidance_formulation", spec.guidance_formulation)
     out = Path(spec.out)
-    with atomic_path(out / SWEEP) as tmp:
-        table.to_parquet(tmp, index=False)
+    C.write_table(out, C.SWEEP_TABLE, table)
     plot_sweep(table, out / SWEEP_PLOT, f"{spec.model} on {spec.prompts}: guidance sweep ({spec.guidance_formulation})")
     return table

@@ -31,8 +31,8 @@ def test_score_writes_metrics_per_guidance(shapes_runs):
     overall = written[written.subset == "all"]
     fd_rows = overall[overall.metric == "FD_efficientnet-lite0"]
     assert sorted(fd_rows.guidance.fillna(-1)) == [-1, 1.0, 3.0]
-    assert set(overall.metric) >= {"FD_efficientnet-lite0", "KID_efficientnet-lite0", "precision", "recall",
-                                   "compositional_accuracy"}
+    assert set(overall.metric) >= {"FD_efficientnet-lite0", "KID_efficientnet-lite0", "precision_efficientnet-lite0",
+                                   "recall_efficientnet-lite0", "compositional_accuracy"}
     comp = written[(written.metric == "compositional_accuracy") & written.subset.str.startswith("category=")]
     assert comp.value.between(0, 1).all() and len(comp) >= 9
 
@@ -42,6 +42,27 @@ def test_score_writes_metrics_per_guidance(shapes_runs):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["metrics"]["all"]["FD_efficientnet-lite0"] == pytest.approx(fd_rows[fd_rows.guidance.isna()].value.item())
     assert summary["n_images"] == 2 * 9 * 2
+
+
+def test_two_extractors_keep_their_own_precision_and_recall(shapes_runs):
+    """With two --features extractors every feature metric carries its extractor: before the naming rule,
+    both wrote "precision"/"recall", summary.json kept the last value and the dashboard the first."""
+    from bench.models.evaluator_clip import DEFAULT_DIR
+
+    run, ref = shapes_runs
+    clip_spec = f"clip:local-dir:{DEFAULT_DIR}"
+    table = score_run(ScoreSpec(run=str(run), reference=str(ref), features=("efficientnet-lite0", clip_spec)),
+                      progress=False)
+    overall = table[(table.subset == "all") & table.guidance.isna()]
+    clip_name = overall[overall.extractor.str.startswith("clip") & overall.metric.str.startswith("FD_")].metric.item()[3:]
+    by_name = dict(zip(overall.metric, overall.value))
+    for base in ("precision", "recall"):
+        assert f"{base}_efficientnet-lite0" in by_name and f"{base}_{clip_name}" in by_name
+        assert base not in by_name
+    assert overall.metric.is_unique
+    headline = json.loads((run / "summary.json").read_text())["metrics"]["all"]
+    for name, value in by_name.items():
+        assert headline[name] == pytest.approx(value)
 
 
 def test_score_against_itself_gives_zero_fd(shapes_runs):

@@ -21,8 +21,7 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 from PIL import Image
 
-#: Short name of the Inception-v3 pool3 extractor; only its features give "FID".
-INCEPTION_NAME = "inception-v3-pool3"
+from bench.contract.metric_names import INCEPTION_NAME, extractor_name  # noqa: E402  (the naming rule's owner)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
@@ -39,7 +38,7 @@ def make_key(model: str, weights_sha256: str, resize: str, dtype: str) -> str:
 
 def key_name(key: str) -> str:
     """The model field of an extractor key: ``inception-v3-pool3__w...`` -> ``inception-v3-pool3``."""
-    return key.split("__", 1)[0]
+    return extractor_name(key) or ""
 
 
 def key_resize(key: str) -> str | None:

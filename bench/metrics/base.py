@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from bench.features.base import FeatureSet
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """Metadata the dashboard reads (one per metric module, collected in ``bench.metrics.REGISTRY``)."""
+    """Metadata the dashboard reads (declared by each metric module, collected in ``bench.metrics.REGISTRY``)."""
 
     name: str  # registry key, lower case
     display_name: str  # what tables and plots show
@@ -44,11 +44,13 @@ class MetricResult:
     n_ref: int | None = None  # reference samples, for two-sample metrics
     extractor: str | None = None  # extractor key of the features
     details: Mapping[str, Any] = field(default_factory=dict)
+    subset: str = "all"  # or "category=<name>" for a per-category row
 
     def to_row(self) -> dict[str, Any]:
-        """A row for metrics.parquet (the caller adds subset and guidance)."""
+        """A row for metrics.parquet (the caller adds guidance and reference)."""
         return {
             "metric": self.metric,
+            "subset": self.subset,
             "value": float(self.value),
             "n": int(self.n),
             "n_ref": None if self.n_ref is None else int(self.n_ref),
@@ -95,3 +97,74 @@ def check_comparable(key_a: str | None, key_b: str | None, dim_a: int, dim_b: in
     if dim_a != dim_b:
         raise UserError(f"{what}: feature dimensions differ ({dim_a} vs {dim_b}): use the same extractor for both sets")
     return key_a if key_a is not None else key_b
+
+
+# ------------------------------------------------------------- scoring plug-in
+
+
+#: The passes of ``t2i-bench score`` (``bench.score``); a metric declares the one it runs in.
+#:   "features": once per --features extractor: ``gen``, ``reference``, ``reference_stats``, ``logits``
+#:   "clip":     with --clip: ``gen`` (image embeddings), ``text_emb``, ``truncated``, ``reference``
+#:   "specs":    for prompt sets the shapes world can judge: ``images``, ``specs``
+STAGES = ("features", "clip", "specs")
+
+
+@dataclass
+class ScoreGroup:
+    """The inputs of one metric call: the images of one (pass, guidance scale) group.
+
+    Fields a pass cannot provide stay None; ``bench.score`` calls a metric only
+    when every field it ``needs`` is present.
+    """
+
+    stage: str
+    samples: Any  # the group's rows of samples.parquet (images that could be read), a DataFrame
+    gen: FeatureSet | None = None
+    reference: FeatureSet | None = None
+    reference_stats: Any = None  # bench.metrics.fid.GaussianStats
+    logits: np.ndarray | None = None  # Inception logits of ``gen`` (Inception Score)
+    text_emb: np.ndarray | None = None  # the prompt's embedding per row of ``samples``
+    truncated: np.ndarray | None = None
+    images: Sequence[Any] | None = None  # image paths, row-aligned with ``samples``
+    specs: Mapping[str, Any] | None = None  # prompt id -> shapes-world spec
+    options: Mapping[str, Any] = field(default_factory=dict)  # ScoreSpec settings (kid_subset_size, pr_k, ...)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric as ``t2i-bench score`` runs it: entries of ``bench.metrics.METRICS``.
+
+    ``compute(group)`` returns the metric's results for one group; it is called
+    in the pass ``stage`` for groups that have every field in ``needs`` and at
+    least ``min_images`` images.  ``infos`` describe the names it reports.
+    """
+
+    name: str
+    infos: tuple[MetricInfo, ...]
+    stage: str
+    needs: tuple[str, ...]
+    compute: Callable[[ScoreGroup], Sequence[MetricResult]]
+    min_images: int = 2
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"metric {self.name!r}: stage {self.stage!r} is not one of {STAGES}")
+        unknown = [n for n in self.needs if n not in ScoreGroup.__dataclass_fields__]
+        if unknown:
+            raise ValueError(f"metric {self.name!r} needs unknown inputs {unknown}")
+
+    @property
+    def uses_reference(self) -> bool:
+        return any(n in ("reference", "reference_stats") for n in self.needs)
+
+    def applies(self, group: ScoreGroup) -> bool:
+        return (group.stage == self.stage and len(group.samples) >= self.min_images
+                and all(getattr(group, n) is not None for n in self.needs))
+
+
+def category_results(per_group, metric: str, value_col: str, n_col: str, extractor: str | None) -> list[MetricResult]:
+    """One ``subset="category=<name>"`` result per row of a report's per-category table."""
+    from bench.contract import CATEGORY_PREFIX
+
+    return [MetricResult(metric, float(g[value_col]), n=int(g[n_col]), extractor=extractor,
+                         subset=f"{CATEGORY_PREFIX}{g['category']}") for _, g in per_group.iterrows()]

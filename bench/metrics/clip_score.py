@@ -29,7 +29,7 @@ import pandas as pd
 
 from bench.errors import UserError
 from bench.features.base import FeatureSet
-from bench.metrics.base import MetricInfo, MetricResult
+from bench.metrics.base import Metric, MetricInfo, MetricResult, ScoreGroup, category_results
 
 METRIC = MetricInfo(
     name="clip_score",
@@ -142,3 +142,13 @@ def clip_score_report(
         },
     )
     return ClipScoreReport(overall=overall, per_image=per_image, per_prompt=per_prompt, per_group=per_group)
+
+
+def _score(group: ScoreGroup) -> list[MetricResult]:
+    report = clip_score_report(group.samples, group.gen.features, group.text_emb, truncated=group.truncated,
+                               extractor=group.gen.extractor)
+    return [report.overall, *category_results(report.per_group, report.overall.metric, "mean", "n_images",
+                                              group.gen.extractor)]
+
+
+SCORER = Metric("clip_score", (METRIC,), stage="clip", needs=("gen", "text_emb"), compute=_score, min_images=1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.metrics.base import Features, MetricInfo, MetricResult, check_comparable, unpack, warn
+from bench.metrics.base import Features, Metric, MetricInfo, MetricResult, check_comparable, unpack, warn
 
 METRIC = MetricInfo(
     name="cmmd",
@@ -72,3 +72,6 @@ def cmmd(generated: Features, reference: Features, extractor: str | None = None)
         extractor=key,
         details={"sigma": SIGMA, "scale": SCALE},
     )
+
+
+SCORER = Metric("cmmd", (METRIC,), stage="clip", needs=("gen", "reference"), compute=lambda g: [cmmd(g.gen, g.reference)])

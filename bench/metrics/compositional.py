@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import UserError
-from bench.metrics.base import MetricInfo, MetricResult
+from bench.metrics.base import Metric, MetricInfo, MetricResult, ScoreGroup, category_results
 
 METRIC = MetricInfo(
     name="compositional_accuracy",
@@ -116,3 +116,16 @@ def compositional_accuracy(
         details={"n_prompts": int(per_image["prompt_id"].nunique())},
     )
     return CompositionalReport(overall=overall, per_image=per_image, per_group=per_group)
+
+
+#: Judged by the shapes world's detector (recorded as the ``extractor`` of the per-category rows).
+JUDGE = "shapes-world-detector"
+
+
+def _score(group: ScoreGroup) -> list[MetricResult]:
+    report = compositional_accuracy(group.samples, group.images, specs=group.specs)
+    return [report.overall, *category_results(report.per_group, report.overall.metric, "accuracy", "n", JUDGE)]
+
+
+SCORER = Metric("compositional_accuracy", (METRIC,), stage="specs", needs=("images", "specs"), compute=_score,
+                min_images=1)

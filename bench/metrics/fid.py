@@ -41,9 +41,10 @@ from typing import Union
 import numpy as np
 
 from bench.atomic import atomic_path
+from bench.contract import feature_metric_name
 from bench.errors import UserError
-from bench.features.base import INCEPTION_NAME, FeatureSet, key_name, key_resize
-from bench.metrics.base import Features, MetricInfo, MetricResult, check_comparable, unpack, warn
+from bench.features.base import FeatureSet, key_resize
+from bench.metrics.base import Features, Metric, MetricInfo, MetricResult, ScoreGroup, check_comparable, unpack, warn
 
 METRIC = MetricInfo(
     name="fid",
@@ -59,11 +60,8 @@ METRIC = MetricInfo(
 
 
 def fd_metric_name(extractor: str | None) -> str:
-    """ "FID" for Inception pool3 features, "FD_<name>" for others, "FD" when unknown."""
-    if extractor is None:
-        return "FD"
-    name = key_name(extractor)
-    return "FID" if name == INCEPTION_NAME else f"FD_{name}"
+    """ "FID" for Inception pool3 features, "FD_<name>" for others, "FD" when unknown (``bench.contract``'s rule)."""
+    return feature_metric_name("FD", extractor)
 
 
 def _check_rank(n: int | None, d: int, what: str) -> None:
@@ -249,3 +247,7 @@ def fd(generated: StatsOrFeatures, reference: StatsOrFeatures, extractor: str | 
 
 
 fid = fd
+
+
+SCORER = Metric("fid", (METRIC,), stage="features", needs=("gen", "reference_stats"),
+                compute=lambda g: [fd(g.gen, g.reference_stats)])

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.special import log_softmax
 
 from bench.errors import UserError
-from bench.metrics.base import MetricInfo, MetricResult, unpack
+from bench.metrics.base import Metric, MetricInfo, MetricResult, unpack
 
 METRIC = MetricInfo(
     name="is",
@@ -69,3 +69,8 @@ def inception_score(logits: np.ndarray, splits: int = 10) -> MetricResult:
     return MetricResult(
         metric="IS", value=float(scores.mean()), n=x.shape[0], details={"std": float(scores.std()), "splits": splits}
     )
+
+
+#: Runs where the extractor gives Inception logits (``bench.score`` sets ``logits`` for Inception only).
+SCORER = Metric("is", (METRIC,), stage="features", needs=("logits",),
+                compute=lambda g: [inception_score(g.logits)])

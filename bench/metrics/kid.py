@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.contract import feature_metric_name
 from bench.errors import UserError
-from bench.features.base import INCEPTION_NAME, key_name
-from bench.metrics.base import Features, MetricInfo, MetricResult, check_comparable, unpack, warn
+from bench.metrics.base import Features, Metric, MetricInfo, MetricResult, ScoreGroup, check_comparable, unpack, warn
 
 METRIC = MetricInfo(
     name="kid",
@@ -111,9 +111,8 @@ def kid(
             f"using subsets of {size}"
         )
     values = kid_subsets(x, y, num_subsets, size, seed)
-    name = "KID" if key is None or key_name(key) == INCEPTION_NAME else f"KID_{key_name(key)}"
     return MetricResult(
-        metric=name,
+        metric=feature_metric_name("KID", key),
         value=float(values.mean()),
         n=len(x),
         n_ref=len(y),
@@ -126,3 +125,10 @@ def kid(
             "seed": seed,
         },
     )
+
+
+def _score(group: ScoreGroup) -> list[MetricResult]:
+    return [kid(group.gen, group.reference, subset_size=group.options.get("kid_subset_size", 1000))]
+
+
+SCORER = Metric("kid", (METRIC,), stage="features", needs=("gen", "reference"), compute=_score)

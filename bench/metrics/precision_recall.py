@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.contract import feature_metric_name
 from bench.errors import UserError
-from bench.metrics.base import Features, MetricInfo, MetricResult, check_comparable, unpack
+from bench.metrics.base import Features, Metric, MetricInfo, MetricResult, check_comparable, unpack
 
 METRIC_PRECISION = MetricInfo(
     name="precision",
@@ -81,7 +82,9 @@ def in_manifold(query: np.ndarray, support: np.ndarray, radii_sq: np.ndarray) ->
 def precision_recall(
     generated: Features, reference: Features, k: int = 3, extractor: str | None = None
 ) -> tuple[MetricResult, MetricResult]:
-    """(precision, recall) of generated vs reference features."""
+    """(precision, recall) of generated vs reference features, named by the extractor
+    ("precision_<extractor>", ``bench.contract.feature_metric_name``) so that two
+    extractors in one run never share a name."""
     if k < 1:
         raise UserError(f"precision/recall needs k >= 1, got {k}")
     g, kg = unpack(generated, "precision/recall")
@@ -91,6 +94,12 @@ def precision_recall(
     recall = float(in_manifold(r, g, knn_radii_sq(g, k)).mean())
     details = {"k": k}
     return (
-        MetricResult("precision", precision, n=len(g), n_ref=len(r), extractor=key, details=details),
-        MetricResult("recall", recall, n=len(g), n_ref=len(r), extractor=key, details=details),
+        MetricResult(feature_metric_name("precision", key), precision, n=len(g), n_ref=len(r), extractor=key,
+                     details=details),
+        MetricResult(feature_metric_name("recall", key), recall, n=len(g), n_ref=len(r), extractor=key,
+                     details=details),
     )
+
+
+SCORER = Metric("precision_recall", METRICS, stage="features", needs=("gen", "reference"),
+                compute=lambda g: precision_recall(g.gen, g.reference, k=g.options.get("pr_k", 3)))

@@ -207,7 +207,9 @@ def test_precision_recall_toy_cases(rng):
     assert (p.value, r.value) == (1.0, 1.0)
     p, r = precision_recall(x, x + 1000.0)
     assert (p.value, r.value) == (0.0, 0.0)
-    assert p.metric == "precision" and r.metric == "recall" and p.details["k"] == 3
+    assert p.metric == "precision" and r.metric == "recall" and p.details["k"] == 3  # plain arrays: no extractor
+    p, r = precision_recall(FeatureSet(x, "efficientnet-lite0__wabc__x__float32"), x.copy())
+    assert (p.metric, r.metric) == ("precision_efficientnet-lite0", "recall_efficientnet-lite0")
 
 
 def test_precision_recall_bad_input(rng):
