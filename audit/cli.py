@@ -1,14 +1,15 @@
-"""``t2i-audit``: the auditing command line (indexes, memorization, watermark and bias probes).
+"""``t2i-audit``: the auditing command line (indexes, and one command per audit probe).
 
-Each command group lives in its own ``audit/cli_<group>.py`` module with a
-``register(subparsers)`` function; this file only assembles them, so the
-library modules stay importable with no CLI side effects.
+``t2i-audit index ...`` comes from ``audit.index.cli``; every probe of the
+registry ``audit.probes.PROBES`` (built-in or a plugin) becomes both
+``t2i-audit NAME RUN`` and ``t2i-audit probe NAME RUN``, with the options its
+``add_arguments`` declares.  ``t2i-audit probes`` lists them.  Library modules
+stay importable with no CLI side effects.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 EPILOG = """examples:
@@ -16,13 +17,53 @@ EPILOG = """examples:
   t2i-audit index open indexes/shapes-laion-20k
   t2i-audit memorization runs/demo --index indexes/shapes-laion-20k
   t2i-audit watermark runs/demo --index indexes/shapes-laion-20k
+  t2i-audit probes                      # every audit probe, built-in and plugins
 """
 
-#: One module per command group, each with ``register(subparsers)``.
-COMMAND_MODULES = ("audit.cli_index", "audit.cli_memorization", "audit.cli_watermark")
+
+def _run_probe(probe):
+    def run(args: argparse.Namespace) -> int:
+        options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "probe_name")}
+        block = probe(args.run, options)
+        report = probe.entry("report")
+        if report is not None:
+            report(args, block)
+        else:
+            print(f"{probe.display_name}: {probe.headline} {block.get(probe.headline)}")
+            print(f"wrote {args.run}/{probe.table} and summary.json[{probe.summary_key!r}]")
+        return 0
+
+    return run
+
+
+def add_probe_parsers(sub) -> None:
+    """One sub-command per registered probe, with the probe's own options."""
+    from audit.probes import PROBES
+
+    for name in PROBES.names():
+        probe = PROBES.get(name)
+        p = sub.add_parser(name, help=probe.description, description=probe.description,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("run", help="run directory (made by t2i-bench generate or import)")
+        add_arguments = probe.entry("add_arguments")
+        if add_arguments is not None:
+            add_arguments(p)
+        p.set_defaults(func=_run_probe(probe))
+
+
+def list_probes(args: argparse.Namespace) -> int:
+    from audit.probes import PROBES
+
+    for name in PROBES.names():
+        probe = PROBES.get(name)
+        print(f"{name:<16} {probe.display_name}  [{PROBES.origin(name)}]  headline: {probe.headline} "
+              f"({'higher' if probe.higher_is_better else 'lower'} is better)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from audit.index.cli import register as register_index
+
     parser = argparse.ArgumentParser(
         prog="t2i-audit", description="Audit text-to-image runs: training-data copies, watermarks, social bias.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -30,8 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     version = sub.add_parser("version", help="print the installed t2i-audit version")
     version.set_defaults(func=lambda args: print(__import__("bench").__version__) or 0)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    register_index(sub)
+    sub.add_parser("probes", help="list the audit probes (built-in and plugins)").set_defaults(func=list_probes)
+    probe = sub.add_parser("probe", help="run an audit probe by name: t2i-audit probe NAME RUN ...")
+    add_probe_parsers(probe.add_subparsers(dest="probe_name", required=True, metavar="NAME"))
+    add_probe_parsers(sub)
     return parser
 
 

@@ -7,8 +7,8 @@ Runs after ``bench.demo`` (which made ``<runs>/demo``):
 2. generates (or resumes) ``<runs>/demo-audit``: the ``shapes-audit`` prompt
    set (iconic captions of the planted duplicates, fresh captions, the
    "stock photo of" cue with and without it, role words) on the built-in model;
-3. runs the memorization and watermark audits on both runs and prints the
-   headline numbers.
+3. runs every registered audit probe (``audit.probes.PROBES``: memorization,
+   watermark, and any plugin) on both runs and prints the headline numbers.
 
 Every step reuses what an earlier run of the demo left, so a second run is fast.
 """
@@ -16,10 +16,10 @@ Every step reuses what an earlier run of the demo left, so a second run is fast.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from bench import contract as C
 from bench.cli import setup_cli_output
 from bench.errors import UserError
 from bench.generate import generate
@@ -43,27 +43,23 @@ def ensure_index(folder: Path):
 
 
 def audit_run(run: Path, index) -> dict:
-    from audit.memorization import audit_memorization
-    from audit.watermark import audit_watermark
+    """Every registered probe on ``run`` (each gets the demo index as its ``index`` option); the summary."""
+    from audit.probes import PROBES
 
-    audit_memorization(run, index)
-    audit_watermark(run, index=index)
-    return json.loads((run / "summary.json").read_text())
+    for name in PROBES.names():
+        PROBES.get(name)(run, {"index": index})
+    return C.read_summary(run)
 
 
 def copy_rates_by_category(run: Path) -> dict[str, float]:
-    import pandas as pd
-
-    prompts = pd.read_parquet(run / "audit" / "memorization_prompts.parquet")
+    prompts = C.read_table(run, C.MEMORIZATION_PROMPTS_TABLE)
     by_cat = prompts.groupby("category")[["n_copies", "n_images"]].sum()
     return {cat: row.n_copies / row.n_images for cat, row in by_cat.iterrows() if row.n_images}
 
 
 def visible_rates_by_category(run: Path) -> dict[str, float]:
-    import pandas as pd
-
-    table = pd.read_parquet(run / "audit" / "watermark.parquet")
-    return table.groupby("category")["visible"].mean().to_dict()
+    table = C.read_table(run, C.WATERMARK_TABLE)
+    return table.groupby("category")["visible"].apply(lambda v: v.astype(bool).mean()).to_dict()
 
 
 def main(argv=None) -> int:
@@ -74,7 +70,7 @@ def main(argv=None) -> int:
     runs = Path(args.runs)
     demo_run, audit_dir, index_dir = runs / "demo", runs / "demo-audit", runs / "demo-index"
     try:
-        if not (demo_run / "samples.parquet").is_file():
+        if not (demo_run / C.SAMPLES).is_file():
             raise UserError(f"{demo_run} has no images yet: run `python -m bench.demo --runs {runs}` first")
         index = ensure_index(index_dir)
         spec = RunSpec(out=str(audit_dir), model=DEFAULT_MODEL, prompts="shapes-audit", guidance=(7.5,),
@@ -87,6 +83,10 @@ def main(argv=None) -> int:
     print()
     print(f"index    : {index_dir}  ({index.n} images of {INDEX_SOURCE}, d={index.dim})")
     for run, summary in summaries.items():
+        for name, probe in summary.get(C.AUDITS_KEY, {}).items():
+            if name not in ("memorization", "watermark"):  # the built-in probes get their own line below
+                print(f"{run}: {probe['display_name']}: {probe['headline']} "
+                      f"{summary.get(probe['summary_key'], {}).get(probe['headline'])}")
         mem, wm = summary["memorization"], summary["watermark"]
         invisible = ("not checkable (images under 256 px)" if wm["invisible_rate"] is None
                      else f"{wm['invisible_rate']:.3f}")

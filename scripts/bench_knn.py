@@ -254,7 +254,7 @@ def main() -> int:
     from autofaiss.external.metadata import IndexMetadata
     from autofaiss.external.optimize import get_optimal_index_keys_v2
 
-    from audit.faiss_compat import accept_autofaiss_opq_keyword
+    from audit.index.faiss_compat import accept_autofaiss_opq_keyword
     from bench.atomic import atomic_write_text
 
     accept_autofaiss_opq_keyword()

@@ -10,7 +10,7 @@ present into ``docs/audit-calibration.md``.  Runs and indexes go to
 
 Memorization (``calibrate_memorization``): generate the ``iconic`` and
 ``fresh`` prompts of the ``shapes-audit`` set (several samples each), audit
-them with ``audit.memorization`` against a shapes-laion index, and compare the
+them with ``audit.probes.memorization.run`` against a shapes-laion index, and compare the
 copy verdict with the truth read by the world's exact detector: a generation
 of an iconic caption copies its training image when ``bench.world.detect``
 reads back the iconic scene (same number of objects, and every object's
@@ -340,7 +340,7 @@ def _shown(path: Path) -> str:
 
 def calibrate_memorization(args) -> dict:
     """The memorization half: runs per split, audit, truth, thresholds, figures."""
-    from audit.memorization import (DEFAULT_K, DEFAULT_THRESHOLD_COSINE, DEFAULT_THRESHOLD_DISTANCE,
+    from audit.probes.memorization.run import (DEFAULT_K, DEFAULT_THRESHOLD_COSINE, DEFAULT_THRESHOLD_DISTANCE,
                                     audit_memorization)
     from bench.prompts import load_prompt_set
 
@@ -413,7 +413,7 @@ def side_ablation(run: Path, table, index, images, threshold_cosine: float, side
     from PIL import Image
     from sklearn.metrics import roc_auc_score
 
-    from audit.copy_similarity import GRID, copy_distance
+    from audit.probes.memorization.copy_similarity import GRID, copy_distance
 
     truth = images.truth.to_numpy()
     if truth.all() or not truth.any():
@@ -587,8 +587,8 @@ def calibrate_watermark(args) -> dict:
     (synthetic overlays only, the default, and also train-split planted marks), then the watermark
     reproduction rate of ``stock_cue`` vs ``no_cue`` generations, with ``bench.world.detect_watermark``
     as the truth."""
-    from audit.watermark import DEFAULT_PROBE_FEATURES, PROBE_ON_CLIP, audit_watermark, probe_extractor_spec
-    from audit.watermark_probe import ProbeConfig, embed_examples, load_or_train_probe, rates_at, roc_auc
+    from audit.probes.watermark.run import DEFAULT_PROBE_FEATURES, PROBE_ON_CLIP, audit_watermark, probe_extractor_spec
+    from audit.probes.watermark.classifier import ProbeConfig, embed_examples, load_or_train_probe, rates_at, roc_auc
     from bench.features import get_extractor
     from bench.world import detect_watermark
     from bench.world.detect import WATERMARK_THRESHOLD
@@ -707,7 +707,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     OUT, DOC, RESULTS = args.out.resolve(), args.doc.resolve(), args.results.resolve()
     if args.k is None:
-        from audit.memorization import DEFAULT_K
+        from audit.probes.memorization.run import DEFAULT_K
 
         args.k = DEFAULT_K
     try:

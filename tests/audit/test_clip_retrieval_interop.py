@@ -3,7 +3,7 @@
 a. clip-retrieval's ``index`` command builds an index over embeddings we write in its
    layout; ``audit.index.ClipIndex`` opens it and searches like faiss does.
 b. clip-retrieval's ``back`` serves an index that we built (shapes-laion, built-in
-   CLIP); ``audit.remote.ClipRetrievalClient`` gets the same neighbours from it as our
+   CLIP); ``audit.index.remote.ClipRetrievalClient`` gets the same neighbours from it as our
    local ``ClipIndex.search``.
 
 Outside CI the tests skip when the environment is missing; with ``CI`` set they fail.
@@ -212,7 +212,7 @@ def assert_same_neighbours(scores_a, ids_a, scores_b, ids_b, atol=1e-3, tie=1e-5
 
 def test_clip_retrieval_back_serves_our_index_like_local_search(clip_back, tmp_path):
     from audit.index import build_index
-    from audit.remote import ClipRetrievalClient
+    from audit.index.remote import ClipRetrievalClient
     from bench.features import get_extractor
     from bench.world import render_row
 

@@ -1,4 +1,4 @@
-"""Carlini's tiled L2 (audit.copy_similarity): a plain-loop reference and its properties."""
+"""Carlini's tiled L2 (audit.probes.memorization.copy_similarity): a plain-loop reference and its properties."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from audit.copy_similarity import copy_distance, copy_distances, tile_rms, tiled_l2, to_unit_array
+from audit.probes.memorization.copy_similarity import copy_distance, copy_distances, tile_rms, tiled_l2, to_unit_array
 from bench.errors import UserError
 
 

@@ -144,7 +144,7 @@ def shapes_index(tmp_path_factory, clip):
 
 
 def test_shapes_laion_subset_keeps_every_iconic_group_and_renders_rows(shapes_index):
-    from audit.index_sources import shapes_laion_rows
+    from audit.index.sources import shapes_laion_rows
     from bench.world.corpus import ICONIC_GROUPS, build_corpus, render_row
 
     index = shapes_index
@@ -212,7 +212,7 @@ def test_approximate_index_is_reranked_from_the_stored_embeddings(tmp_path, monk
     k x RERANK_FACTOR candidates are re-scored; asking for only k candidates finds fewer."""
     import faiss
 
-    import audit.index as index_module
+    import audit.index.clip_index as index_module
     from audit.index import ClipIndex, write_index_folder
 
     x, q = clustered(4000, 32, seed=3)
@@ -335,7 +335,7 @@ def test_cli_entry_point_opens_an_index(tmp_path):
 
 def test_repeated_captions_are_embedded_once_with_the_same_result(clip):
     from audit.index import embed_source
-    from audit.index_sources import Item, Source
+    from audit.index.sources import Item, Source
 
     captions = ["a red circle", "a blue star", "a red circle", "", "a green square", "a blue star", "x"] * 3
     image = np.zeros((64, 64, 3), np.uint8)

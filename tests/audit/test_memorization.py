@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.memorization import PROMPT_COLUMNS, TABLE_COLUMNS, audit_memorization, copy_verdict, per_prompt_table
+from audit.probes.memorization.run import PROMPT_COLUMNS, TABLE_COLUMNS, audit_memorization, copy_verdict, per_prompt_table
 from bench.errors import UserError
 from conftest import REPO, run_cli
 

@@ -24,10 +24,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import audit.remote as remote
-from audit.memorization import audit_memorization
-from audit.remote import ClipRetrievalClient, RemoteSearchResult
-from audit.remote_index import RemoteClipIndex
+import audit.index.remote as remote
+from audit.probes.memorization.run import audit_memorization
+from audit.index.remote import ClipRetrievalClient, RemoteSearchResult
+from audit.index.remote_index import RemoteClipIndex
 from bench.errors import UserError
 from conftest import run_cli
 

@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-import audit.remote as remote
-from audit.remote import COPY_AUDIT_OPTIONS, ClipRetrievalClient, RemoteQueryError
+import audit.index.remote as remote
+from audit.index.remote import COPY_AUDIT_OPTIONS, ClipRetrievalClient, RemoteQueryError
 from bench.errors import UserError
 
 DIM = 16

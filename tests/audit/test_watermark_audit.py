@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from audit.invisible_watermark import embed_invisible
-from audit.watermark import COLUMNS, audit_watermark
-from audit.watermark_probe import ProbeConfig, WatermarkProbe, train_probe
+from audit.probes.watermark.invisible import embed_invisible
+from audit.probes.watermark.run import COLUMNS, audit_watermark
+from audit.probes.watermark.classifier import ProbeConfig, WatermarkProbe, train_probe
 from bench.errors import UserError
 from bench.features import get_extractor
 from bench.importer import import_images

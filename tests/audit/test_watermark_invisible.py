@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from imwatermark import WatermarkEncoder
 
-from audit.invisible_watermark import (KNOWN_MESSAGES, MIN_PIXELS, checkable, decode_invisible,
+from audit.probes.watermark.invisible import (KNOWN_MESSAGES, MIN_PIXELS, checkable, decode_invisible,
                                        embed_invisible)
 from scipy import ndimage
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from audit.overlays import (KINDS, LOGOS, MIN_CONTRAST, Overlay, add_random_watermark, apply_overlay,
+from audit.probes.watermark.overlays import (KINDS, LOGOS, MIN_CONTRAST, Overlay, add_random_watermark, apply_overlay,
                             brand_name, overlay_mask, random_overlay)
 from bench.world import random_scene, render
 

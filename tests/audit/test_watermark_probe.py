@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from audit.overlays import add_random_watermark
-from audit.watermark_probe import (ProbeConfig, WatermarkProbe, fit_logistic, load_or_train_probe, roc_auc,
+from audit.probes.watermark.overlays import add_random_watermark
+from audit.probes.watermark.classifier import (ProbeConfig, WatermarkProbe, fit_logistic, load_or_train_probe, roc_auc,
                                    sigmoid, train_probe, youden_threshold)
 from bench.errors import UserError
 from bench.features import get_extractor

@@ -1,17 +1,17 @@
 """A remote clip-retrieval backend seen through the ``ClipIndex`` interface the memorization audit uses.
 
-``audit.memorization.audit_memorization`` needs five things of an index: ``n``
+``audit.probes.memorization.run.audit_memorization`` needs five things of an index: ``n``
 (rows), ``folder`` (a label for messages and ``summary.json``), ``check_query``
 (refuse a query it cannot answer, before the run is embedded), ``search``
 (scores and row ids, best first, padded with -1 / NaN) and ``load_image`` (the
 neighbour image), plus the keys and captions of the retrieved rows.
-``RemoteClipIndex`` gives them to an ``audit.remote.ClipRetrievalClient``:
+``RemoteClipIndex`` gives them to an ``audit.index.remote.ClipRetrievalClient``:
 
 * ``n`` is ``None``: a backend does not say how many rows it serves, so the audit
   asks for ``k`` neighbours and takes what comes back (fewer rows come back
   as id -1, as from a small local index).
 * ``search`` sends one ``/knn-service`` query per embedding with the copy-audit
-  options of ``audit.remote`` (no aesthetic weighting, no deduplication, no safety
+  options of ``audit.index.remote`` (no aesthetic weighting, no deduplication, no safety
   filters) and keeps the metadata of every returned row, which is all we will
   ever know about it: ``metadata_for`` reads the keys and captions from there.
 * ``load_image`` loads a neighbour from that metadata, trying in turn
@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.remote import ClipRetrievalClient, RemoteQueryError
+from audit.index.remote import ClipRetrievalClient, RemoteQueryError
 from bench.errors import UserError
 
 log = logging.getLogger("t2i_audit")

@@ -1,12 +1,16 @@
 """``t2i-audit memorization RUN --index DIR | --backend URL --index-name NAME``: flag generated
-images that copy an indexed training image, in a local index folder or a clip-retrieval backend."""
+images that copy an indexed training image, in a local index folder or a clip-retrieval backend.
+
+The probe's entry point (``run_probe``), its options and its report; ``audit.cli`` makes the command."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any, Mapping
 
-from audit.memorization import (DEFAULT_K, DEFAULT_THRESHOLD_COSINE, DEFAULT_THRESHOLD_DISTANCE,
+from bench import contract as C
+from audit.probes.memorization.run import (DEFAULT_K, DEFAULT_THRESHOLD_COSINE, DEFAULT_THRESHOLD_DISTANCE,
                                 NEIGHBOUR_CHOICES)
 from bench.errors import UserError
 
@@ -29,71 +33,75 @@ RUN/audit/neighbours/*.png and summary.json["memorization"]; backend answers are
 under RUN/audit/remote-cache/, so a rerun after a failure only sends the missing queries.
 """
 
-#: Where backend answers are cached, under the run (audit.remote's one JSON file per query).
-REMOTE_CACHE = Path("audit") / "remote-cache"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 3
 
 
-def _open_index(args: argparse.Namespace):
-    """The index argument of ``audit_memorization``: the --index folder, or a ``RemoteClipIndex``.
+def _open_index(run_dir: Path, options: Mapping[str, Any]):
+    """The index argument of ``audit_memorization``: the ``index`` option (a folder or an open index),
+    or a ``RemoteClipIndex`` over the ``backend`` option.
 
     Exactly one of --index / --backend is checked here rather than by an argparse
     group, so every mistake is one ``error:`` line (argparse prints its usage too).
     """
-    remote_only = [f"--{name}" for name, value in (("index-name", args.index_name), ("timeout", args.timeout),
-                                                  ("retries", args.retries)) if value is not None]
-    if args.index is not None and args.backend is not None:
+    index, backend = options.get("index"), options.get("backend")
+    remote_only = [f"--{name.replace('_', '-')}" for name in ("index_name", "timeout", "retries")
+                   if options.get(name) is not None]
+    if index is not None and backend is not None:
         raise UserError("pass either --index DIR (a local index folder) or --backend URL (a clip-retrieval "
                         "backend), not both")
-    if args.index is not None:
+    if index is not None:
         if remote_only:
             raise UserError(f"{', '.join(remote_only)} only apply to --backend; drop them with --index")
-        return args.index
-    if args.backend is None:
+        return index
+    if backend is None:
         raise UserError("no index given: pass --index DIR (a local index folder) or --backend URL "
                         "--index-name NAME (a clip-retrieval backend)")
-    if not args.index_name:
-        raise UserError(f"--backend needs --index-name NAME: one of the indexes {args.backend}/indices-list names")
-    from audit.remote import ClipRetrievalClient
-    from audit.remote_index import RemoteClipIndex
+    if not options.get("index_name"):
+        raise UserError(f"--backend needs --index-name NAME: one of the indexes {backend}/indices-list names")
+    from audit.index.remote import ClipRetrievalClient
+    from audit.index.remote_index import RemoteClipIndex
 
     client = ClipRetrievalClient(
-        args.backend, args.index_name,
-        timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout,
-        retries=DEFAULT_RETRIES if args.retries is None else args.retries,
-        cache_dir=Path(args.run) / REMOTE_CACHE,
+        backend, options["index_name"],
+        timeout=DEFAULT_TIMEOUT if options.get("timeout") is None else options["timeout"],
+        retries=DEFAULT_RETRIES if options.get("retries") is None else options["retries"],
+        cache_dir=Path(run_dir) / C.REMOTE_CACHE_DIR,
     )
-    return RemoteClipIndex(client, progress=not args.no_progress)
+    return RemoteClipIndex(client, progress=not options.get("no_progress", False))
 
 
-def _run(args: argparse.Namespace) -> int:
-    from audit.memorization import audit_memorization
+def run_probe(run_dir: Path, options: Mapping[str, Any]) -> dict:
+    """The probe's entry point (``ProbeInfo.run``): audit ``run_dir``; returns summary.json["memorization"]."""
+    from audit.probes.memorization.run import audit_memorization
 
-    index = _open_index(args)
+    index = _open_index(run_dir, options)
     result = audit_memorization(
-        args.run, index, clip=args.clip, k=args.k, threshold_cosine=args.threshold_cosine,
-        threshold_distance=args.threshold_distance, neighbours=args.neighbours,
-        batch_size=args.batch_size, progress=not args.no_progress,
+        run_dir, index, clip=options.get("clip", "builtin"), k=options.get("k", DEFAULT_K),
+        threshold_cosine=options.get("threshold_cosine", DEFAULT_THRESHOLD_COSINE),
+        threshold_distance=options.get("threshold_distance", DEFAULT_THRESHOLD_DISTANCE),
+        neighbours=options.get("neighbours", "top1"), batch_size=options.get("batch_size", 64),
+        progress=not options.get("no_progress", False),
     )
-    s = result.summary
+    return result.summary
+
+
+def report(args: argparse.Namespace, s: dict) -> None:
+    """What ``t2i-audit memorization`` prints: the rate and the prompts copied most."""
     print(f"memorization: {s['n_copies']} of {s['n_images']} images copy an indexed image "
           f"(copy rate {s['copy_rate']:.3f}; {s['method']})")
-    top = result.prompts.sort_values(["copy_rate", "prompt_id"], ascending=[False, True]).head(5)
+    prompts = C.read_table(args.run, C.MEMORIZATION_PROMPTS_TABLE)
+    top = prompts.sort_values(["copy_rate", "prompt_id"], ascending=[False, True]).head(5)
     for row in top[top.n_copies > 0].itertuples():
         print(f"  {row.prompt_id}: {row.n_copies}/{row.n_images}  {row.prompt[:70]}")
-    print(f"wrote {args.run}/audit/memorization.parquet, memorization_prompts.parquet, neighbours/")
-    return 0
+    print(f"wrote {args.run}/{C.MEMORIZATION_TABLE.file}, {C.MEMORIZATION_PROMPTS_TABLE.file}, {C.NEIGHBOURS_DIR}/")
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "memorization", help="find generated images that copy training images of a CLIP index",
-        description="kNN candidates by CLIP cosine from a clip-retrieval-style index, confirmed by "
-                    "Carlini et al.'s tiled L2 (max over a 4x4 grid of per-tile RMS distances, each tile aligned within 1 px).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("run", help="run directory (made by t2i-bench generate or import)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``t2i-audit memorization RUN`` (the RUN argument is added by ``audit.cli``)."""
+    p.description = ("kNN candidates by CLIP cosine from a clip-retrieval-style index, confirmed by Carlini et al.'s "
+                     "tiled L2 (max over a 4x4 grid of per-tile RMS distances, each tile aligned within 1 px).")
+    p.epilog = EPILOG
     where = p.add_argument_group("index (exactly one of --index / --backend)")
     where.add_argument("--index", help="index folder (t2i-audit index build, or clip-retrieval's layout)")
     where.add_argument("--backend", metavar="URL",
@@ -113,4 +121,3 @@ def register(subparsers) -> None:
                    help="neighbour images to save: top1 (+ every copy, default), copies, all")
     p.add_argument("--batch-size", type=int, default=64, help="feature extraction batch size")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_run)

@@ -1,11 +1,17 @@
-"""``t2i-audit watermark RUN``: visible and invisible watermarks in a run's images."""
+"""``t2i-audit watermark RUN``: visible and invisible watermarks in a run's images.
+
+The probe's entry point (``run_probe``), its options and its report; ``audit.cli`` makes the command."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any, Mapping
 
-from audit.watermark import DEFAULT_K, DEFAULT_PROBE_FEATURES, PROBE_ON_CLIP
-from audit.watermark_probe import ProbeConfig
+from bench import contract as C
+
+from audit.probes.watermark.run import DEFAULT_K, DEFAULT_PROBE_FEATURES, PROBE_ON_CLIP
+from audit.probes.watermark.classifier import ProbeConfig
 
 EPILOG = f"""examples:
   # the built-in world: the probe (on {DEFAULT_PROBE_FEATURES} features) is trained on first use, then cached
@@ -28,22 +34,33 @@ invisible check decodes the dwtDct messages of SD 1.x/2.x scripts and SDXL (imag
 """
 
 
-def _run(args: argparse.Namespace) -> int:
-    from audit.watermark import audit_watermark
+def run_probe(run_dir: Path, options: Mapping[str, Any]) -> dict:
+    """The probe's entry point (``ProbeInfo.run``): audit ``run_dir``; returns summary.json["watermark"]."""
+    from audit.probes.watermark.run import audit_watermark
 
-    config = ProbeConfig(source=args.probe_images or ProbeConfig.source, n_base=args.probe_n,
-                         planted=args.probe_planted)
-    result = audit_watermark(args.run, clip=args.clip, index=args.index, k=args.k, probe=args.probe,
-                             probe_features=args.probe_features, config=config, invisible=not args.no_invisible,
-                             batch_size=args.batch_size, progress=not args.no_progress)
-    s = result.summary
+    config = ProbeConfig(source=options.get("probe_images") or ProbeConfig.source,
+                         n_base=options.get("probe_n", ProbeConfig.n_base),
+                         planted=options.get("probe_planted", ProbeConfig.planted))
+    result = audit_watermark(run_dir, clip=options.get("clip", "builtin"), index=options.get("index"),
+                             k=options.get("k", DEFAULT_K), probe=options.get("probe"),
+                             probe_features=options.get("probe_features", DEFAULT_PROBE_FEATURES), config=config,
+                             invisible=not options.get("no_invisible", False),
+                             batch_size=options.get("batch_size", 64), progress=not options.get("no_progress", False))
     train = result.probe.info.get("training", {})
-    print(f"probe: {result.probe_source} {s['probe']} (threshold {s['threshold']:.3f}, "
-          f"validation AUROC {train.get('val_auroc', float('nan')):.3f})")
-    print(f"visible watermark: {int(result.table['visible'].sum())} of {s['n_images']} images "
-          f"(rate {s['visible_rate']:.3f})")
+    return {**result.summary, "probe_source": result.probe_source,
+            "probe_val_auroc": train.get("val_auroc")}
+
+
+def report(args: argparse.Namespace, s: dict) -> None:
+    """What ``t2i-audit watermark`` prints."""
+    auroc = s.get("probe_val_auroc")
+    print(f"probe: {s.get('probe_source', '')} {s['probe']} (threshold {s['threshold']:.3f}, "
+          f"validation AUROC {float('nan') if auroc is None else auroc:.3f})")
+    n_visible = round(s["visible_rate"] * s["n_images"])
+    print(f"visible watermark: {n_visible} of {s['n_images']} images (rate {s['visible_rate']:.3f})")
     if s["n_invisible_checkable"]:
-        print(f"invisible watermark: {int(result.table['invisible'].sum())} of {s['n_invisible_checkable']} "
+        n_invisible = round(s["invisible_rate"] * s["n_invisible_checkable"])
+        print(f"invisible watermark: {n_invisible} of {s['n_invisible_checkable']} "
               f"checkable images (rate {s['invisible_rate']:.3f})")
     else:
         print("invisible watermark: no image is large enough to check (the decoder needs 256x256 px)")
@@ -51,18 +68,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"neighbours: mean pwatermark {s['neighbour_pwatermark_mean']:.3f} (top-{s['k']})")
     if s["n_skipped"]:
         print(f"skipped: {s['n_skipped']} unreadable image(s)")
-    print(f"wrote {args.run}/audit/watermark.parquet and summary.json[\"watermark\"]")
-    return 0
+    print(f"wrote {args.run}/{C.WATERMARK_TABLE.file} and summary.json[\"watermark\"]")
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "watermark", help="score a run's images for visible and invisible watermarks",
-        description="A visible-watermark probe on image features, the pwatermark of retrieved training "
-                    "neighbours, and the invisible dwtDct marks of Stable Diffusion releases.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("run", help="run directory (made by t2i-bench generate or import)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``t2i-audit watermark RUN`` (the RUN argument is added by ``audit.cli``)."""
+    p.description = ("A visible-watermark probe on image features, the pwatermark of retrieved training "
+                     "neighbours, and the invisible dwtDct marks of Stable Diffusion releases.")
+    p.epilog = EPILOG
     p.add_argument("--clip", default="builtin",
                    help="CLIP of the index (and of the probe with --probe-features clip): "
                         "'builtin' evaluator CLIP (default) or MODEL@TAG")
@@ -81,4 +94,3 @@ def register(subparsers) -> None:
     p.add_argument("--no-invisible", action="store_true", help="skip the invisible-watermark decoder")
     p.add_argument("--batch-size", type=int, default=64, help="feature extraction batch size")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.set_defaults(func=_run)

@@ -4,12 +4,12 @@ Two stages, as in Carlini et al. 2023 and Somepalli et al. 2023:
 
 1. **Candidates**: the top-``k`` neighbours of every generated image by CLIP
    cosine in a LAION-style ``ClipIndex`` (``audit.index``), or in an index
-   served by a clip-retrieval backend (``audit.remote_index.RemoteClipIndex``).
+   served by a clip-retrieval backend (``audit.index.remote_index.RemoteClipIndex``).
    The run's images are embedded with the index's own CLIP (its extractor key
    is checked, so a different model or dimension is refused; a remote backend
    cannot tell its CLIP, so there the caller must name it) through
    ``bench.features.extract_features``, cached under ``runs/<run>/features/``.
-2. **Confirmation**: the stricter copy distance of ``audit.copy_similarity``
+2. **Confirmation**: the stricter copy distance of ``audit.probes.memorization.copy_similarity``
    (tiled L2, max over a 4 x 4 grid, each tile aligned within 1 px) between the generated image and each
    candidate.  A (generation, neighbour) pair is a copy when
 
@@ -19,7 +19,7 @@ Two stages, as in Carlini et al. 2023 and Somepalli et al. 2023:
    from the calibration on the built-in world (``scripts/calibrate_audit.py``,
    ``docs/audit-calibration.md``).
 
-Outputs (DESIGN.md §3, the shared audit contract), all written atomically:
+Outputs (named by ``bench.contract``, docs/DESIGN.md §3), all written atomically:
 
 * ``audit/memorization.parquet``: one row per (generated image, neighbour rank);
 * ``audit/memorization_prompts.parquet``: per prompt ``n_images``, ``n_copies``,
@@ -45,18 +45,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from audit.copy_similarity import GRID, SHIFT, SIDE, method_name, tiled_l2, to_unit_array
-from audit.run_io import load_run_samples, update_summary
-from bench.atomic import atomic_path, atomic_write_bytes
+from audit.probes.memorization.copy_similarity import GRID, SHIFT, SIDE, method_name, tiled_l2, to_unit_array
+from audit.probes.base import load_run_samples
+from bench import contract as C
+from bench.atomic import atomic_write_bytes
 from bench.errors import UserError
 
 log = logging.getLogger("t2i_audit")
 
-AUDIT_DIR = "audit"
-TABLE = "memorization.parquet"
-PROMPTS_TABLE = "memorization_prompts.parquet"
-NEIGHBOURS_DIR = "neighbours"
-SUMMARY_KEY = "memorization"
 
 #: CLIP candidates per image.  The built-in 128-d evaluator CLIP ranks a copy's own
 #: training image in its top 5 for only 0.93 of the simulated copies, in its top 20
@@ -76,12 +72,8 @@ DEFAULT_THRESHOLD_COSINE = 0.85
 DEFAULT_THRESHOLD_DISTANCE = 0.135
 NEIGHBOUR_CHOICES = ("top1", "copies", "all")
 
-TABLE_COLUMNS = [
-    "image_id", "prompt_id", "prompt", "category", "guidance", "path", "rank", "neighbour_id",
-    "neighbour_key", "neighbour_caption", "neighbour_path", "clip_cosine", "copy_distance", "is_copy",
-    "method", "threshold_cosine", "threshold_distance",
-]
-PROMPT_COLUMNS = ["prompt_id", "prompt", "category", "n_images", "n_copies", "copy_rate"]
+TABLE_COLUMNS = list(C.MEMORIZATION_TABLE.columns)
+PROMPT_COLUMNS = list(C.MEMORIZATION_PROMPTS_TABLE.columns)
 
 
 @dataclass(frozen=True)
@@ -153,7 +145,7 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
                        neighbours: str = "top1", side: int = SIDE, grid: int = GRID, shift: int = SHIFT,
                        batch_size: int = 64, progress: bool = True) -> MemorizationResult:
     """Audit the images of run directory ``run`` against the ``ClipIndex`` folder ``index``
-    (or an open index with ``ClipIndex``'s interface, e.g. ``audit.remote_index.RemoteClipIndex``
+    (or an open index with ``ClipIndex``'s interface, e.g. ``audit.index.remote_index.RemoteClipIndex``
     over a clip-retrieval backend) and write the outputs listed in the module docstring.
 
     ``clip`` names the CLIP that embeds the run ("builtin" = the evaluator CLIP,
@@ -241,7 +233,7 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
                     "category": s.category, "guidance": float(s.guidance), "path": s.path, "rank": rank,
                     "neighbour_id": nid, "neighbour_key": keys.get(nid, str(nid)),
                     "neighbour_caption": captions.get(nid, ""),
-                    "neighbour_path": f"{AUDIT_DIR}/{NEIGHBOURS_DIR}/{nid:09d}.png" if save else "",
+                    "neighbour_path": f"{C.NEIGHBOURS_DIR}/{nid:09d}.png" if save else "",
                     "clip_cosine": cos, "copy_distance": dist, "is_copy": is_copy, "method": method,
                     "threshold_cosine": float(threshold_cosine), "threshold_distance": float(threshold_distance),
                 })
@@ -270,16 +262,16 @@ def _write_outputs(run: Path, table: pd.DataFrame, prompts: pd.DataFrame, summar
                    neighbour_png: dict[int, np.ndarray]) -> None:
     """Neighbour images first, then the tables, then summary.json, then stale neighbours go:
     a reader never finds a table row pointing at a missing file."""
-    audit = run / AUDIT_DIR
-    folder = audit / NEIGHBOURS_DIR
+    from audit.probes.memorization import PROBE
+
+    folder = run / C.NEIGHBOURS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {f"{nid:09d}.png" for nid in neighbour_png}
     for nid, arr in neighbour_png.items():
         atomic_write_bytes(folder / f"{nid:09d}.png", _png(arr))
-    for df, name in ((table, TABLE), (prompts, PROMPTS_TABLE)):
-        with atomic_path(audit / name) as tmp:
-            df.to_parquet(tmp, index=False)
-    update_summary(run, SUMMARY_KEY, summary)
+    C.write_table(run, C.MEMORIZATION_TABLE, table)
+    C.write_table(run, C.MEMORIZATION_PROMPTS_TABLE, prompts)
+    PROBE.record(run, summary)
     for stale in folder.glob("*.png"):
         if stale.name not in wanted:
             stale.unlink(missing_ok=True)

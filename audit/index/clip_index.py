@@ -487,7 +487,7 @@ def write_faiss_index(embeddings: np.ndarray, folder: Path, name: str, index_typ
         return "Flat"
     from autofaiss import build_index as autofaiss_build_index
 
-    from audit.faiss_compat import accept_autofaiss_opq_keyword
+    from audit.index.faiss_compat import accept_autofaiss_opq_keyword
 
     accept_autofaiss_opq_keyword()  # autofaiss picks OPQ keys for large sets
     # autofaiss sizes its training set by this; a quarter of RAM leaves room for
@@ -544,7 +544,7 @@ def _normalised_float16(x: np.ndarray) -> np.ndarray:
 
 
 def embed_source(src, extractor, batch_size: int = 256, progress: bool = True) -> dict[str, Any]:
-    """Embed a ``Source`` (``audit.index_sources``) in batches.
+    """Embed a ``Source`` (``audit.index.sources``) in batches.
 
     Returns ``image_emb`` (float16 [n, d], L2-normalised), ``text_emb`` (same, of
     the captions; None without captions), ``metadata`` (DataFrame, row i = image
@@ -678,7 +678,7 @@ def build_index(source: str, out, extractor, *, index_type="auto", max_index_mem
     deterministic N-row subset keeping every iconic duplicate group), an image
     folder, a .parquet/.csv/.tsv table (``image_column`` / ``caption_column``
     override the column guess), or webdataset .tar shard(s); see
-    ``audit.index_sources``.  ``extractor``: a CLIP extractor (``bench.features``)
+    ``audit.index.sources``.  ``extractor``: a CLIP extractor (``bench.features``)
     or a ``--clip`` spec string ('builtin', MODEL@TAG; loaded on ``device``).
     ``index_type``: ``flat`` (exact IndexFlatIP), ``autofaiss`` (under
     ``max_index_memory``), ``auto`` = flat below 100k rows.
@@ -688,7 +688,7 @@ def build_index(source: str, out, extractor, *, index_type="auto", max_index_mem
     ``overwrite=True``, any other non-empty folder is refused.  Bad arguments and
     sources are refused before the CLIP is loaded.
     """
-    from audit.index_sources import open_source
+    from audit.index.sources import open_source
 
     if index_type not in INDEX_TYPES:
         raise UserError(f"unknown index type {index_type!r}: use one of {', '.join(INDEX_TYPES)}")

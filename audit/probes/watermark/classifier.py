@@ -10,7 +10,7 @@ Transferable Visual Models From Natural Language Supervision", section 3.2).
 LAION-5B's ``pwatermark`` comes from a classifier head on an ImageNet
 EfficientNet (LAION-5B-WatermarkDetection; Schuhmann et al. 2022, "LAION-5B",
 section 3.3) and its ``punsafe`` from a probe on CLIP embeddings; both kinds of
-features work here, and ``audit.watermark`` picks EfficientNet-Lite0 by
+features work here, and ``audit.probes.watermark.run`` picks EfficientNet-Lite0 by
 default, for the reason given there.  ``w`` and ``b`` come from an L2-regularised logistic regression
 (scikit-learn, lbfgs) fitted on standardised embeddings; the standardisation
 is folded into ``w`` and ``b`` afterwards, so the saved probe is one vector
@@ -18,7 +18,7 @@ and one number.
 
 Training data (``make_training_embeddings``): every base image twice, once
 clean (label 0) and once with a random synthetic mark from
-``audit.overlays`` (label 1), so the only difference the probe can learn
+``audit.probes.watermark.overlays`` (label 1), so the only difference the probe can learn
 is the mark.  Base images are pairs-split into fit / validation; the
 threshold is Youden's J optimum (max TPR - FPR) on the validation pairs,
 where AUROC is also measured.  Base images: the shapes world (``train``
@@ -46,7 +46,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from audit.overlays import RECIPE_VERSION, add_random_watermark
+from audit.probes.watermark.overlays import RECIPE_VERSION, add_random_watermark
 from bench.atomic import atomic_path, atomic_write_text
 from bench.errors import UserError
 

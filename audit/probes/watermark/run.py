@@ -3,7 +3,7 @@
 For every generated image of a run directory:
 
 * ``visible_score``: the visible-watermark probe's probability
-  (``audit.watermark_probe``: logistic regression on frozen image features,
+  (``audit.probes.watermark.classifier``: logistic regression on frozen image features,
   trained on synthetic overlays), and ``visible`` at the probe's calibrated
   threshold.  The features are EfficientNet-Lite0's by default
   (``DEFAULT_PROBE_FEATURES``), or the audit's CLIP with
@@ -13,7 +13,7 @@ For every generated image of a run directory:
   index has no such column, or no index was given).  A model that learned
   watermarks from its data retrieves watermarked neighbours;
 * ``invisible`` / ``invisible_message``: a known Stable Diffusion dwtDct
-  message decoded from the pixels (``audit.invisible_watermark``);
+  message decoded from the pixels (``audit.probes.watermark.invisible``);
   ``invisible_checkable`` is False for images under 256 x 256 px, which the
   decoder cannot read (their ``invisible`` is False).
 
@@ -35,16 +35,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audit.invisible_watermark import checkable, decode_invisible
-from audit.watermark_probe import ProbeConfig, WatermarkProbe, load_or_train_probe
-from audit.run_io import load_run_samples, update_summary
-from bench.atomic import atomic_path
+from audit.probes.watermark.invisible import checkable, decode_invisible
+from audit.probes.watermark.classifier import ProbeConfig, WatermarkProbe, load_or_train_probe
+from audit.probes.base import load_run_samples
+from bench import contract as C
 from bench.errors import UserError
 
 log = logging.getLogger("t2i_audit")
 
-WATERMARK_TABLE = "audit/watermark.parquet"
-SUMMARY_KEY = "watermark"
 DEFAULT_K = 10
 #: The probe's default features.  LAION's own watermark detector (LAION-5B-WatermarkDetection,
 #: which gave LAION-5B its pwatermark) is an ImageNet EfficientNet with a new classifier head,
@@ -55,8 +53,7 @@ DEFAULT_K = 10
 #: EfficientNet-Lite0 features than on the evaluator CLIP's embeddings.
 DEFAULT_PROBE_FEATURES = "efficientnet-lite0"
 PROBE_ON_CLIP = "clip"
-COLUMNS = ["image_id", "prompt_id", "prompt", "category", "guidance", "path", "visible_score", "visible",
-           "neighbour_pwatermark", "invisible", "invisible_message", "invisible_checkable"]
+COLUMNS = list(C.WATERMARK_TABLE.columns)
 
 
 @dataclass(frozen=True)
@@ -218,7 +215,8 @@ def audit_watermark(run, *, clip: str = "builtin", index=None, k: int = DEFAULT_
         "index": str(idx.folder) if idx is not None else None,
         "k": int(min(k, idx.n)) if idx is not None else None,
     }
-    with atomic_path(run / WATERMARK_TABLE) as tmp:
-        table.to_parquet(tmp, index=False)
-    update_summary(run, SUMMARY_KEY, summary)
+    from audit.probes.watermark import PROBE
+
+    C.write_table(run, C.WATERMARK_TABLE, table)
+    PROBE.record(run, summary)
     return WatermarkResult(table, summary, wm_probe, how, tuple(tuple(s) for s in fs.skipped))
