@@ -36,10 +36,13 @@ browser:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The layering contracts of pyproject.toml ([tool.importlinter]) first, then the suite.
 test: $(STAMP) browser $(CR_STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 demo: $(STAMP)

@@ -6,6 +6,7 @@ most a ``.tmp-*`` file, which ``remove_stale_temp_files`` clears.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from contextlib import contextmanager
@@ -13,8 +14,25 @@ from pathlib import Path
 from typing import Iterator
 
 TMP_PREFIX = ".tmp-"
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # reading the umask means setting it; put it straight back
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask, read once on first write (never at import).
+
+    Linux reports it in /proc/self/status; elsewhere reading it means setting it
+    with ``os.umask``, which is put straight back.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -29,7 +47,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         yield tmp_path
         # mkstemp makes the file 0600; give the result the mode a plain open() would.
         if tmp_path.is_file():
-            os.chmod(tmp_path, 0o666 & ~_UMASK)
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

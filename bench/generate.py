@@ -118,7 +118,7 @@ def generate(spec: RunSpec, progress: bool = True) -> GenerateResult:
     import diffusers
     from tqdm.auto import tqdm
 
-    from bench.models.loader import load_pipeline, pick_device, resolve_model, weights_sha256
+    from bench.models.loader import load_pipeline, pick_device, quiet_libraries, resolve_model, weights_sha256
     from bench.prompts import load_prompt_set
 
     spec.validate()
@@ -157,7 +157,8 @@ def generate(spec: RunSpec, progress: bool = True) -> GenerateResult:
     remove_stale_temp_files(run_dir)
 
     plan = build_plan(prompt_set.prompts, spec)
-    truncated = count_truncated(pipe.tokenizer, [p.prompt for p in prompt_set.prompts])
+    with quiet_libraries():  # the tokenizer's "sequence is longer" warning: counted in one line below instead
+        truncated = count_truncated(pipe.tokenizer, [p.prompt for p in prompt_set.prompts])
     if truncated:
         limit = pipe.tokenizer.model_max_length
         log.warning(
@@ -205,7 +206,9 @@ def generate(spec: RunSpec, progress: bool = True) -> GenerateResult:
     todo = [b for b in plan_batches(plan, spec.batch_size) if any(missing(i) for i in b)]
     n_missing = sum(missing(i) for b in todo for i in b)
     start = time.perf_counter()
-    with tqdm(total=n_missing, unit="img", desc="generate", disable=not progress, dynamic_ncols=True) as bar:
+    # quiet_libraries: the text encoder's per-batch truncation warnings are counted in one line instead.
+    with quiet_libraries(), tqdm(total=n_missing, unit="img", desc="generate", disable=not progress,
+                                 dynamic_ncols=True) as bar:
         for batch in todo:
             images = run_batch(pipe, batch, spec, height, width)
             for item, image in zip(batch, images):

@@ -1,4 +1,4 @@
-"""A LAION-style CLIP index in clip-retrieval's folder layout (DESIGN.md section 5).
+"""A LAION-style CLIP index in clip-retrieval's folder layout (docs/DESIGN.md §5).
 
 Layout (the file names clip-retrieval's ``inference`` writer and ``index`` /
 ``back`` commands use, so either tool can read the other's folders)::

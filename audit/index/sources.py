@@ -37,7 +37,7 @@ from bench.errors import UserError
 from bench.features.images import ImageProblem, load_image, load_image_bytes
 
 SHAPES_LAION = "shapes-laion"
-#: The full corpus that ``shapes-laion`` names (DESIGN.md section 2).
+#: The full corpus that ``shapes-laion`` names (docs/DESIGN.md §2).
 SHAPES_LAION_ROWS = 100_000
 SHAPES_LAION_SEED = 0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")

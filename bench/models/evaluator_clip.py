@@ -1,7 +1,7 @@
 """The built-in evaluator CLIP: a small open_clip model trained on the shapes
 world's ``evaluator`` split (``scripts/train_evaluator_clip.py``).
 
-It is a separate model from the generator's text encoder (DESIGN.md section 2):
+It is a separate model from the generator's text encoder (docs/DESIGN.md §2):
 a ViT image tower and a small text transformer with the standard 49,408-token
 CLIP vocabulary and open_clip's tokenizer.  The directory holds
 

@@ -22,10 +22,12 @@ that real models take.  Every failure a user can fix is a one-line ``UserError``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from bench.cache import cache_dir, cached_sha256_file
 from bench.errors import UserError
@@ -63,22 +65,30 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def quiet_libraries() -> None:
-    """Silence diffusers/transformers progress bars and per-batch warnings.
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence diffusers/transformers progress bars and per-batch warnings while generating,
+    then put back the verbosity and progress-bar setting the caller had.
 
     Our own progress bar and one-line messages (e.g. the truncation count) replace them.
     """
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    for lib in (diffusers_logging, transformers_logging):
-        lib.set_verbosity_error()
-        lib.disable_progress_bar()
+    saved = [(lib, lib.get_verbosity(), lib.is_progress_bar_enabled()) for lib in (diffusers_logging, transformers_logging)]
+    try:
+        for lib, _, _ in saved:
+            lib.set_verbosity_error()
+            lib.disable_progress_bar()
+        yield
+    finally:
+        for lib, verbosity, bars in saved:
+            lib.set_verbosity(verbosity)
+            (lib.enable_progress_bar if bars else lib.disable_progress_bar)()
 
 
 def resolve_model(ref: str) -> ResolvedModel:
     """Turn a model reference into a local path, or raise a one-line UserError."""
-    quiet_libraries()
     if BUILTIN_ALIASES.get(ref) == "builtin:shapes-ldm":
         if not (SHAPES_LDM_DIR / "model_index.json").is_file():
             raise UserError(
@@ -182,13 +192,13 @@ def load_pipeline(resolved: ResolvedModel, dtype: str = "float32", device: str =
 
     if dtype == "float16" and device == "cpu":
         raise UserError("float16 is not supported for generation on the CPU; use --dtype float32 (or bfloat16)")
-    quiet_libraries()
     kwargs = {_dtype_kwarg(): torch_dtype(dtype)}
     try:
-        if resolved.kind == "single_file":
-            pipe = StableDiffusionPipeline.from_single_file(str(resolved.path), **kwargs)
-        else:
-            pipe = DiffusionPipeline.from_pretrained(str(resolved.path), **kwargs)
+        with quiet_libraries():
+            if resolved.kind == "single_file":
+                pipe = StableDiffusionPipeline.from_single_file(str(resolved.path), **kwargs)
+            else:
+                pipe = DiffusionPipeline.from_pretrained(str(resolved.path), **kwargs)
     except UserError:
         raise
     except Exception as exc:

@@ -1,4 +1,4 @@
-"""The built-in shapes world (DESIGN.md section 2): a world with known answers.
+"""The built-in shapes world (docs/DESIGN.md §2): a world with known answers.
 
 * ``vocab``     - SHAPES, COLOURS (name -> RGB), SIZES, RELATIONS, BACKGROUNDS,
   HELD_OUT_PAIRS and the relation rule.

@@ -96,7 +96,7 @@ def test_clip_retrieval_index_opens_with_our_clip_index(clip_retrieval_bin, embe
 
     folder, images, texts, meta = embeddings_folder
     # index into the embeddings folder itself: img_emb/ + text_emb/ + metadata/ + the
-    # faiss files side by side is the layout of DESIGN.md section 5
+    # faiss files side by side is the layout of docs/DESIGN.md §5
     run_clip_retrieval_index(clip_retrieval_bin, folder, folder, copy_metadata=False)
     assert (folder / "image.index").is_file() and (folder / "text.index").is_file()
 
