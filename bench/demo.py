@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from bench.models.loader import DEFAULT_MODEL
 from bench.prompts import load_prompt_set
 from bench.runspec import RunSpec
 from bench.score import ScoreSpec
+from bench import contract as C
 from bench.contract import METRICS, SWEEP, SWEEP_PLOT
 from bench.sweep import run_sweep
 from bench.world.reference import render_reference
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = C.read_summary(run_dir)
     print()
     print(table.to_string(index=False))
     print()
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                                            if DEFAULT_MODEL.endswith("tiny-random") else ""))
     print(f"reference: {ref_dir}  ({n_ref} exact renders of the prompts' specs)")
     print(f"run      : {run_dir}  ({summary['n_images']} images)")
-    print(f"summary  : {run_dir / 'summary.json'}")
+    print(f"summary  : {run_dir / C.SUMMARY}")
     print(f"metrics  : {run_dir / METRICS}  sweep: {run_dir / SWEEP}  plot: {run_dir / SWEEP_PLOT}")
     print(f"dashboard: .venv/bin/t2i-dashboard --runs {args.runs}   (or: make dashboard)")
     return 0
