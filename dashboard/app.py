@@ -2,8 +2,9 @@
 
 Usually started by ``t2i-dashboard`` (``dashboard.cli``).  The runs root comes
 from ``--runs`` after Streamlit's ``--``, else the ``T2I_RUNS_DIR`` environment
-variable, else ``./runs``.  Pages live in ``dashboard.views`` and are listed
-in ``pages`` in ``main`` below (Runs, Metrics, Memorization); add a page there (bias, ...).
+variable, else ``./runs``.  The navigation is built from the page registry
+``dashboard.pages.PAGES`` (Runs, Metrics, Memorization, Audits, and any plugin
+page of the ``t2i_audit.pages`` entry point group); add a page there, not here.
 
 Importing this module has no side effects; Streamlit runs it as ``__main__``.
 """
@@ -22,7 +23,8 @@ except ImportError:  # run as a script from a source checkout: make `dashboard` 
 
 import streamlit as st
 
-from dashboard.views import memorization_page, metrics_page, runs_page
+from dashboard.data.text import escape_markdown
+from dashboard.pages import PageInfo, load_pages
 
 ENV_RUNS_DIR = "T2I_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
@@ -38,26 +40,23 @@ def runs_root(argv: list[str] | None = None, environ: dict | None = None) -> Pat
     return Path(args.runs or environ.get(ENV_RUNS_DIR) or DEFAULT_RUNS_DIR)
 
 
+def _page(info: PageInfo, root: Path, default: bool) -> st.Page:
+    """The ``st.Page`` of a registered page; its module is imported only when the page is shown."""
+
+    def render() -> None:
+        info.renderer()(root)
+
+    return st.Page(render, title=info.title, icon=info.icon, url_path=info.url_path, default=default)
+
+
 def main() -> None:
-    """Configure the page and run the selected page of the navigation."""
+    """Configure the page and run the selected page of the registry's navigation."""
     root = runs_root()
     st.set_page_config(page_title="t2i-audit dashboard", page_icon=":material/photo_library:", layout="wide")
-
-    def runs() -> None:
-        runs_page.render(root)
-
-    def metrics() -> None:
-        metrics_page.render(root)
-
-    def memorization() -> None:
-        memorization_page.render(root)
-
-    pages = [
-        st.Page(runs, title="Runs", icon=":material/photo_library:", url_path="runs", default=True),
-        st.Page(metrics, title="Metrics", icon=":material/query_stats:", url_path="metrics"),
-        st.Page(memorization, title="Memorization", icon=":material/content_copy:", url_path="memorization"),
-    ]
-    st.navigation(pages).run()
+    pages, problems = load_pages()
+    for problem in problems:
+        st.sidebar.warning(escape_markdown(problem), icon=":material/extension_off:")
+    st.navigation([_page(info, root, i == 0) for i, info in enumerate(pages)]).run()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """Fake run directories for the dashboard tests (the layout of DESIGN.md §3).
 
+Every table is written through ``bench.contract.write_table`` and summary.json
+through ``bench.contract.update_summary`` / ``record_audit`` with the real
+probes' declared info, so the fixtures follow the writers' schema.
+
 ``make_runs_root(tmp)`` builds a root holding:
 
 - ``demo``: a complete run, 6 tiny PNGs = 3 prompts x 1 sample x 2 guidance
@@ -29,6 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
+
+from bench import contract as C
 
 XSS_PROMPT = "<script>alert(1)</script> a *red* circle"
 GUIDANCE = [1.0, 7.5]
@@ -66,12 +72,14 @@ def manifest(name: str, created: str, complete: bool = True) -> dict:
 
 
 FD = "FD_efficientnet-lite0"
+# precision/recall carry their extractor (bench.contract naming rule); runs scored before it wrote the bare names.
+PRECISION, RECALL = "precision_efficientnet-lite0", "recall_efficientnet-lite0"
 # Headline values per guidance (NaN = all scales together): FD worsens and CLIP score improves with guidance.
 HEADLINE = {
     FD: {math.nan: 80.0, 1.0: 95.5, 7.5: 120.25},
     "KID_efficientnet-lite0": {math.nan: 0.0123, 1.0: 0.015, 7.5: 0.021},
-    "precision": {math.nan: 0.7, 1.0: 0.6, 7.5: 0.8},
-    "recall": {math.nan: 0.5, 1.0: 0.6, 7.5: 0.3},
+    PRECISION: {math.nan: 0.7, 1.0: 0.6, 7.5: 0.8},
+    RECALL: {math.nan: 0.5, 1.0: 0.6, 7.5: 0.3},
     "CLIPScore": {math.nan: 27.0, 1.0: 24.0, 7.5: 30.0},
     "compositional_accuracy": {math.nan: 0.5, 1.0: 1 / 3, 7.5: 2 / 3},
 }
@@ -87,7 +95,7 @@ def metrics_rows() -> pd.DataFrame:
     rows = []
     for metric, by_guidance in HEADLINE.items():
         for guidance, value in by_guidance.items():
-            two_sample = metric.startswith(("FD_", "KID_")) or metric in ("precision", "recall")
+            two_sample = metric.startswith(("FD_", "KID_", "precision_", "recall_"))
             rows.append({"metric": metric, "subset": "all", "guidance": guidance, "value": value, "n": 6 if math.isnan(guidance) else 3,
                          "n_ref": 6 if two_sample else None, "extractor": "efficientnet-lite0" if two_sample else None,
                          "reference": "runs/other" if two_sample else None})  # fmt: skip
@@ -97,12 +105,19 @@ def metrics_rows() -> pd.DataFrame:
                              "n": 2, "n_ref": None, "extractor": None, "reference": None})  # fmt: skip
     df = pd.DataFrame(rows)
     df["std"] = [0.001 if m.startswith("KID_") else math.nan for m in df["metric"]]
-    return df.astype({"guidance": "float64", "value": "float64", "n_ref": "float64"})
+    return C.coerce(df, C.METRICS_TABLE)
+
+
+def legacy_metrics_rows() -> pd.DataFrame:
+    """``metrics_rows`` as runs scored before the naming rule wrote it: bare "precision" / "recall"."""
+    rows = metrics_rows()
+    rows["metric"] = rows["metric"].replace({PRECISION: "precision", RECALL: "recall"})
+    return rows
 
 
 def sweep_rows() -> pd.DataFrame:
-    """A sweep.parquet table: one row per guidance, one column per headline metric."""
-    table = {"guidance": GUIDANCE}
+    """A sweep.parquet table as ``t2i-bench sweep`` writes it: one row per guidance, one column per headline metric."""
+    table = {"guidance": GUIDANCE, "guidance_formulation": ["cfg"] * len(GUIDANCE)}
     for metric, by_guidance in HEADLINE.items():
         table[metric] = [by_guidance[g] for g in GUIDANCE]
     return pd.DataFrame(table)
@@ -132,23 +147,22 @@ def make_complete_run(root: Path, name: str = "demo", created: str = "2025-01-02
                     "sample_index": 0,
                     "seed": 1234567,
                     "guidance": guidance,
+                    "cfg_scale": guidance,
                     "path": rel,
                     "width": 32,
                     "height": 32,
+                    "truncated": False,
                 }
             )
-    samples = pd.DataFrame(rows).astype({"seed": "int64", "guidance": "float64"})
-    samples.to_parquet(run / "samples.parquet", index=False)
-    metrics_rows().to_parquet(run / "metrics.parquet", index=False)
-    sweep_rows().to_parquet(run / "sweep.parquet", index=False)
-    write_json(run / "manifest.json", manifest(name, created))
-    write_json(
-        run / "summary.json",
-        {"run": name, "model": "builtin:shapes-ldm-tiny", "n_images": N_IMAGES, "n_prompts": 3,
-         "guidance": GUIDANCE, "complete": True,
-         "metrics": {("all" if math.isnan(g) else f"{g:g}"): {m: v[g] for m, v in HEADLINE.items()}
-                     for g in HEADLINE[FD]}},
-    )  # fmt: skip
+    C.write_table(run, C.SAMPLES_TABLE, C.coerce(pd.DataFrame(rows), C.SAMPLES_TABLE))
+    C.write_table(run, C.METRICS_TABLE, metrics_rows())
+    C.write_table(run, C.SWEEP_TABLE, sweep_rows())
+    write_json(run / C.MANIFEST, manifest(name, created))
+    C.update_summary(run, {"run": name, "model": "builtin:shapes-ldm-tiny", "prompt_set": "shapes-mini@1.0",
+                           "n_images": N_IMAGES, "n_prompts": 3, "guidance": GUIDANCE, "truncated_prompts": 0,
+                           "complete": True})  # fmt: skip
+    C.update_summary(run, {"metrics": {("all" if math.isnan(g) else f"{g:g}"): {m: v[g] for m, v in HEADLINE.items()}
+                                       for g in HEADLINE[FD]}})  # fmt: skip
     return run
 
 
@@ -159,7 +173,7 @@ def make_runs_root(tmp: Path) -> Path:
     make_complete_run(root, "demo", created="2025-01-02T10:00:00+00:00")
     half = root / "half-done"
     half.mkdir()
-    write_json(half / "manifest.json", manifest("half-done", "2025-01-01T09:00:00+00:00", complete=False))
+    write_json(half / C.MANIFEST, manifest("half-done", "2025-01-01T09:00:00+00:00", complete=False))
     (root / "notes").mkdir()
     (root / "notes" / "readme.txt").write_text("not a run\n")
     return root
@@ -197,8 +211,8 @@ def _neighbour_scores(image_id: str, rank: int) -> tuple[float, float]:
 
 def memorization_rows(run: Path) -> pd.DataFrame:
     """audit/memorization.parquet for a run made by ``make_complete_run``; saves the neighbour PNGs."""
-    samples = pd.read_parquet(Path(run) / "samples.parquet")
-    (Path(run) / "audit" / "neighbours").mkdir(parents=True, exist_ok=True)
+    samples = C.read_table(run, C.SAMPLES_TABLE)
+    (Path(run) / C.NEIGHBOURS_DIR).mkdir(parents=True, exist_ok=True)
     rows = []
     for i, sample in enumerate(samples.to_dict("records")):
         generated = Image.open(Path(run) / sample["path"]).convert("RGB")
@@ -209,7 +223,7 @@ def memorization_rows(run: Path) -> pd.DataFrame:
             is_copy = cosine >= THRESHOLD_COSINE and distance <= THRESHOLD_DISTANCE
             rel = ""
             if rank != UNSAVED_RANK:
-                rel = f"audit/neighbours/{key}.png"
+                rel = f"{C.NEIGHBOURS_DIR}/{key}.png"
                 image = generated if is_copy else Image.new("RGB", (32, 32), (200 - 60 * rank, 200, 40 + 60 * rank))
                 image.save(Path(run) / rel)
             caption = XSS_CAPTION if (i, rank) == (0, 0) else f"the famous poster number {neighbour_id}"
@@ -220,8 +234,8 @@ def memorization_rows(run: Path) -> pd.DataFrame:
                 "neighbour_path": rel, "clip_cosine": cosine, "copy_distance": distance, "is_copy": is_copy,
                 "method": METHOD, "threshold_cosine": THRESHOLD_COSINE, "threshold_distance": THRESHOLD_DISTANCE,
             })  # fmt: skip
-    return pd.DataFrame(rows).astype({"rank": "int64", "neighbour_id": "int64", "clip_cosine": "float32",
-                                      "copy_distance": "float32", "is_copy": "bool"})  # fmt: skip
+    return pd.DataFrame(rows).astype({"rank": "int64", "neighbour_id": "int64", "clip_cosine": "float64",
+                                      "copy_distance": "float64", "is_copy": "bool"})  # fmt: skip
 
 
 def expected_copy_rates() -> dict[str, tuple[int, int]]:
@@ -232,34 +246,34 @@ def expected_copy_rates() -> dict[str, tuple[int, int]]:
     }
 
 
-def _update_summary(run: Path, key: str, value: dict) -> None:
-    """Read-modify-write of one key of summary.json, as each audit writer does."""
-    path = Path(run) / "summary.json"
-    summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    summary[key] = value
-    write_json(path, summary)
+def memorization_summary() -> dict:
+    """summary.json["memorization"] as the memorization writer records it (audit/probes/memorization/run.py)."""
+    return {
+        "n_images": N_IMAGES, "n_copies": len(COPIES), "copy_rate": len(COPIES) / N_IMAGES, "index": INDEX,
+        "method": METHOD,
+        "thresholds": {"clip_cosine": THRESHOLD_COSINE, "copy_distance": THRESHOLD_DISTANCE, "k": N_NEIGHBOURS},
+    }  # fmt: skip
 
 
 def add_memorization_audit(run: Path, with_summary: bool = True) -> pd.DataFrame:
-    """Write the memorization audit files of ``run`` (and its summary.json key); returns the hits."""
+    """Write the memorization audit files of ``run`` (and record the probe in summary.json); returns the hits."""
+    from audit.probes.memorization import PROBE
+
     hits = memorization_rows(run)
     rates = pd.DataFrame(
         [{"prompt_id": pid, "prompt": prompt, "category": category, "n_images": n, "n_copies": c, "copy_rate": c / n}
          for (pid, prompt, category, _), (n, c) in zip(PROMPTS, expected_copy_rates().values())]  # fmt: skip
     ).astype({"n_images": "int64", "n_copies": "int64"})
-    hits.to_parquet(Path(run) / "audit" / "memorization.parquet", index=False)
-    rates.to_parquet(Path(run) / "audit" / "memorization_prompts.parquet", index=False)
+    C.write_table(run, C.MEMORIZATION_TABLE, hits)
+    C.write_table(run, C.MEMORIZATION_PROMPTS_TABLE, rates)
     if with_summary:
-        _update_summary(run, "memorization", {
-            "n_images": N_IMAGES, "n_copies": len(COPIES), "copy_rate": len(COPIES) / N_IMAGES, "index": INDEX,
-            "method": METHOD, "thresholds": {"cosine": THRESHOLD_COSINE, "distance": THRESHOLD_DISTANCE},
-        })  # fmt: skip
+        C.record_audit(run, PROBE.declared(), memorization_summary())
     return hits
 
 
 def watermark_rows(run: Path) -> pd.DataFrame:
     """audit/watermark.parquet for a run made by ``make_complete_run``."""
-    samples = pd.read_parquet(Path(run) / "samples.parquet")
+    samples = C.read_table(run, C.SAMPLES_TABLE)
     rows = []
     for sample in samples.to_dict("records"):
         image_id = sample["image_id"]
@@ -272,21 +286,28 @@ def watermark_rows(run: Path) -> pd.DataFrame:
             "invisible_message": INVISIBLE_MESSAGES.get(image_id, ""),
             "invisible_checkable": image_id not in NOT_CHECKABLE,
         })  # fmt: skip
-    return pd.DataFrame(rows).astype({"visible_score": "float32", "visible": "bool", "invisible": "bool"})
+    return pd.DataFrame(rows).astype({"visible_score": "float64", "visible": "bool", "invisible": "bool"})
+
+
+def watermark_summary(table: pd.DataFrame) -> dict:
+    """summary.json["watermark"] as the watermark writer records it (audit/probes/watermark/run.py)."""
+    checkable = table["invisible_checkable"].astype(bool)
+    return {
+        "n_images": len(table), "visible_rate": float(table["visible"].mean()), "threshold": WATERMARK_THRESHOLD,
+        "probe": "shapes-visible-watermark",
+        "invisible_rate": float(table.loc[checkable, "invisible"].mean()),
+        "neighbour_pwatermark_mean": float(table["neighbour_pwatermark"].mean()),
+        "n_skipped": 0, "n_invisible_checkable": int(checkable.sum()),
+    }  # fmt: skip
 
 
 def add_watermark_audit(run: Path) -> pd.DataFrame:
-    """Write audit/watermark.parquet of ``run`` and its summary.json key; returns the table."""
+    """Write audit/watermark.parquet of ``run`` and record the probe in summary.json; returns the table."""
+    from audit.probes.watermark import PROBE
+
     table = watermark_rows(run)
-    (Path(run) / "audit").mkdir(exist_ok=True)
-    table.to_parquet(Path(run) / "audit" / "watermark.parquet", index=False)
-    _update_summary(run, "watermark", {
-        "n_images": len(table), "visible_rate": float(table["visible"].mean()), "threshold": WATERMARK_THRESHOLD,
-        "probe": "shapes-visible-watermark",
-        "invisible_rate": float(table.loc[table["invisible_checkable"], "invisible"].mean()),
-        "n_invisible_checkable": int(table["invisible_checkable"].sum()),
-        "neighbour_pwatermark_mean": float(table["neighbour_pwatermark"].mean()),
-    })  # fmt: skip
+    C.write_table(run, C.WATERMARK_TABLE, table)
+    C.record_audit(run, PROBE.declared(), watermark_summary(table))
     return table
 
 

@@ -1,4 +1,4 @@
-"""Tests for the dashboard: run discovery (dashboard.runs), the app, the CLI.
+"""Tests for the dashboard: reading runs (dashboard.data), the page registry, the app, the CLI.
 
 Tiers: pure-function tests; in-process app tests with Streamlit's AppTest;
 a subprocess check that torch is never imported; and one browser test
@@ -17,11 +17,19 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from dashboard import runs as R
+from bench import contract as C
 from dashboard.cli import APP_PATH, build_parser, main, streamlit_command
-from dashboard_fixtures import FD, N_IMAGES, SHA, XSS_PROMPT, make_runs_root, metrics_rows, write_json
+from dashboard.data import discovery as D
+from dashboard.data import metrics as M
+from dashboard.data import reading as IO
+from dashboard.data import samples as S
+from dashboard.data import text as T
+from dashboard_fixtures import (
+    FD, N_IMAGES, PRECISION, RECALL, SHA, XSS_PROMPT, legacy_metrics_rows, make_runs_root, metrics_rows, write_json,
+)  # fmt: skip
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,11 +41,11 @@ def root(tmp_path: Path) -> Path:
     return make_runs_root(tmp_path)
 
 
-# ------------------------------------------------------------ dashboard.runs
+# ------------------------------------------------------------ dashboard.data
 
 
 def test_discover_lists_runs_newest_first_and_skips_junk(root: Path) -> None:
-    runs = R.discover_runs(root)
+    runs = D.discover_runs(root)
     assert [r.name for r in runs] == ["demo", "half-done"]
     demo, half = runs
     assert demo.complete and demo.error is None and demo.label == "demo (complete)"
@@ -45,8 +53,8 @@ def test_discover_lists_runs_newest_first_and_skips_junk(root: Path) -> None:
 
 
 def test_discover_missing_root_is_empty(tmp_path: Path) -> None:
-    assert R.discover_runs(tmp_path / "nope") == []
-    assert R.discover_runs(tmp_path) == []
+    assert D.discover_runs(tmp_path / "nope") == []
+    assert D.discover_runs(tmp_path) == []
 
 
 def test_discover_falls_back_to_mtime_and_lists_corrupt_manifests(root: Path) -> None:
@@ -55,108 +63,114 @@ def test_discover_falls_back_to_mtime_and_lists_corrupt_manifests(root: Path) ->
     (root / "broken").mkdir()
     (root / "broken" / "manifest.json").write_text("{not json")
     os.utime(root / "broken" / "manifest.json", (0, 0))  # oldest
-    runs = R.discover_runs(root)
+    runs = D.discover_runs(root)
     assert [r.name for r in runs] == ["no-date", "demo", "half-done", "broken"]
     broken = runs[-1]
     assert broken.error.startswith("manifest.json is not valid JSON") and broken.label == "broken (unreadable)"
 
 
 def test_load_json_errors_are_strings(tmp_path: Path) -> None:
-    assert R.load_json(tmp_path / "x.json") == (None, "x.json is missing")
+    assert IO.load_json(tmp_path / "x.json") == (None, "x.json is missing")
     (tmp_path / "list.json").write_text("[1, 2]")
-    assert R.load_json(tmp_path / "list.json") == (None, "list.json is not a JSON object (found list)")
+    assert IO.load_json(tmp_path / "list.json") == (None, "list.json is not a JSON object (found list)")
 
 
 def test_load_samples_adds_paths_and_flags_missing_images(root: Path) -> None:
     run = root / "demo"
     (run / "images" / "p000__s000__g1.png").unlink()
-    samples, error = R.load_samples(run)
+    samples, error = S.load_samples(run)
     assert error is None and len(samples) == N_IMAGES
     assert samples["exists"].sum() == N_IMAGES - 1
     assert all(Path(p).is_absolute() for p in samples["abs_path"])
-    manifest, _ = R.load_manifest(run)
-    assert R.run_problems(manifest, samples, None) == [
+    manifest, _ = IO.load_manifest(run)
+    assert D.run_problems(manifest, samples, None) == [
         f"1 of {N_IMAGES} images listed in samples.parquet are missing on disk"
     ]
 
 
 def test_load_samples_missing_corrupt_and_unsafe(root: Path) -> None:
-    samples, error = R.load_samples(root / "half-done")
+    samples, error = S.load_samples(root / "half-done")
     assert samples is None and error.startswith("samples.parquet is missing")
-    manifest, _ = R.load_manifest(root / "half-done")
-    problems = R.run_problems(manifest, None, error)
+    manifest, _ = IO.load_manifest(root / "half-done")
+    problems = D.run_problems(manifest, None, error)
     assert len(problems) == 2 and "does not mark this run complete" in problems[0]
 
     (root / "half-done" / "samples.parquet").write_bytes(b"PAR1 garbage")
-    samples, error = R.load_samples(root / "half-done")
+    samples, error = S.load_samples(root / "half-done")
     assert samples is None and error.startswith("samples.parquet cannot be read")
 
-    good, _ = R.load_samples(root / "demo")
-    good.drop(columns=["abs_path", "exists"]).assign(path="../../etc/passwd").to_parquet(
-        root / "demo" / "samples.parquet"
-    )
-    unsafe, error = R.load_samples(root / "demo")
+    good, _ = S.load_samples(root / "demo")
+    C.write_table(root / "demo", C.SAMPLES_TABLE, good.drop(columns=["abs_path", "exists"]).assign(path="../../etc/passwd"))
+    unsafe, error = S.load_samples(root / "demo")
     assert error is None and not unsafe["exists"].any() and set(unsafe["abs_path"]) == {""}
 
-    good.drop(columns=["abs_path", "exists", "prompt"]).to_parquet(root / "demo" / "samples.parquet")
-    assert R.load_samples(root / "demo") == (None, "samples.parquet lacks column(s): prompt")
+    good.drop(columns=["abs_path", "exists", "prompt"]).to_parquet(root / "demo" / "samples.parquet")  # off-schema
+    assert S.load_samples(root / "demo") == (None, "samples.parquet lacks column(s): prompt")
 
 
 def test_filter_samples_by_category_and_guidance(root: Path) -> None:
-    samples, _ = R.load_samples(root / "demo")
-    assert R.categories(samples) == ["counting", "spatial"]
-    assert R.guidance_values(samples) == [1.0, 7.5]
-    assert len(R.filter_samples(samples)) == 6
-    assert len(R.filter_samples(samples, [], [])) == 6
-    assert len(R.filter_samples(samples, ["spatial"])) == 2
-    assert len(R.filter_samples(samples, guidance=[7.5])) == 3
-    both = R.filter_samples(samples, ["counting"], [1.0])
+    samples, _ = S.load_samples(root / "demo")
+    assert S.categories(samples) == ["counting", "spatial"]
+    assert S.guidance_values(samples) == [1.0, 7.5]
+    assert len(S.filter_samples(samples)) == 6
+    assert len(S.filter_samples(samples, [], [])) == 6
+    assert len(S.filter_samples(samples, ["spatial"])) == 2
+    assert len(S.filter_samples(samples, guidance=[7.5])) == 3
+    both = S.filter_samples(samples, ["counting"], [1.0])
     assert list(both["prompt_id"]) == ["p000", "p001"] and set(both["guidance"]) == {1.0}
 
 
 def test_pagination() -> None:
-    import pandas as pd
-
     df = pd.DataFrame({"i": range(100)})
-    assert R.page_count(0, 48) == 1 and R.page_count(100, 48) == 3
-    assert list(R.page_slice(df, 3, 48)["i"]) == [96, 97, 98, 99]
-    assert list(R.page_slice(df, 99, 48)["i"]) == [96, 97, 98, 99]  # clamped
+    assert S.page_count(0, 48) == 1 and S.page_count(100, 48) == 3
+    assert list(S.page_slice(df, 3, 48)["i"]) == [96, 97, 98, 99]
+    assert list(S.page_slice(df, 99, 48)["i"]) == [96, 97, 98, 99]  # clamped
 
 
 def test_manifest_facts(root: Path) -> None:
-    manifest, _ = R.load_manifest(root / "demo")
-    facts = dict(R.manifest_facts(manifest, 6))
+    manifest, _ = IO.load_manifest(root / "demo")
+    facts = dict(T.manifest_facts(manifest, 6))
     assert facts["Model"] == "builtin:shapes-ldm-tiny"
     assert facts["Scheduler"] == "DDIMScheduler" and facts["Steps"] == "20"
     assert facts["Guidance"] == "1, 7.5" and facts["Seed"] == "1234" and facts["Images"] == "6"
     assert facts["Prompt set"] == f"shapes-mini v1.0 (sha256 {SHA[:12]}), subset all"
-    empty = dict(R.manifest_facts({}, None))
-    assert empty["Model"] == R.MISSING and empty["Prompt set"] == R.MISSING
+    empty = dict(T.manifest_facts({}, None))
+    assert empty["Model"] == T.MISSING and empty["Prompt set"] == T.MISSING
 
 
 def test_escape_markdown_shows_user_text_literally() -> None:
-    assert R.escape_markdown("<script>alert(1)</script>") == r"\<script\>alert\(1\)\</script\>"
-    assert R.escape_markdown("$x$ *a* :red[b]\nnext") == r"\$x\$ \*a\* \:red\[b\] next"
-    assert R.truncate("a" * 100, 10) == "a" * 9 + "…"
+    assert T.escape_markdown("<script>alert(1)</script>") == r"\<script\>alert\(1\)\</script\>"
+    assert T.escape_markdown("$x$ *a* :red[b]\nnext") == r"\$x\$ \*a\* \:red\[b\] next"
+    assert T.truncate("a" * 100, 10) == "a" * 9 + "…"
 
 
 # ------------------------------------------------------- metrics (pure functions)
 
 
 def test_load_metrics_and_sweep(root: Path) -> None:
-    metrics, error = R.load_metrics(root / "demo")
+    metrics, error = M.load_metrics(root / "demo")
     assert error is None and len(metrics) == len(metrics_rows())
     assert metrics["guidance"].dtype == float and metrics["value"].dtype == float
     assert metrics["guidance"].isna().any()  # NaN = all guidance scales together
-    sweep, error = R.load_sweep(root / "demo")
+    assert {PRECISION, RECALL} <= set(metrics["metric"])
+    sweep, error = M.load_sweep(root / "demo")
     assert error is None and list(sweep["guidance"]) == [1.0, 7.5] and FD in sweep.columns
 
-    assert R.load_metrics(root / "half-done") == (None, "metrics.parquet is missing (the run has not been scored yet)")
-    assert R.load_sweep(root / "half-done") == (None, "sweep.parquet is missing (no guidance sweep for this run)")
+    assert M.load_metrics(root / "half-done") == (None, "metrics.parquet is missing (the run has not been scored yet)")
+    assert M.load_sweep(root / "half-done") == (None, "sweep.parquet is missing (no guidance sweep for this run)")
     (root / "half-done" / "metrics.parquet").write_bytes(b"PAR1 garbage")
-    assert R.load_metrics(root / "half-done")[1].startswith("metrics.parquet cannot be read")
+    assert M.load_metrics(root / "half-done")[1].startswith("metrics.parquet cannot be read")
     metrics.drop(columns=["value"]).to_parquet(root / "half-done" / "metrics.parquet")
-    assert R.load_metrics(root / "half-done") == (None, "metrics.parquet lacks column(s): value")
+    assert M.load_metrics(root / "half-done") == (None, "metrics.parquet lacks column(s): value")
+
+
+def test_load_metrics_upgrades_old_metric_names(root: Path) -> None:
+    """Runs scored before the naming rule wrote bare "precision"/"recall"; they read back with their extractor."""
+    C.write_table(root / "demo", C.METRICS_TABLE, legacy_metrics_rows())
+    metrics, error = M.load_metrics(root / "demo")
+    assert error is None and "precision" not in set(metrics["metric"])
+    pd.testing.assert_frame_equal(metrics, C.read_table(root / "demo", C.METRICS_TABLE).pipe(C.upgrade_metric_names))
+    assert list(dict.fromkeys(metrics["metric"])) == list(dict.fromkeys(metrics_rows()["metric"]))
 
 
 def test_describe_metric_uses_the_registry() -> None:
@@ -165,50 +179,54 @@ def test_describe_metric_uses_the_registry() -> None:
     assert describe_metric("FID") == ("FID", False)
     assert describe_metric(FD) == ("FD (efficientnet-lite0)", False)
     assert describe_metric("KID_efficientnet-lite0") == ("KID (efficientnet-lite0)", False)
+    assert describe_metric(PRECISION) == ("Precision (efficientnet-lite0)", True)
+    assert describe_metric("recall_inception-v3-pool3") == ("Recall (inception-v3-pool3)", True)
+    assert describe_metric("precision") == ("Precision", True)  # bare: an old run whose extractor is unknown
     assert describe_metric("CLIPScore") == ("CLIP score", True)
     assert describe_metric("IS") == ("Inception Score", True)
     assert describe_metric("compositional_accuracy") == ("Compositional accuracy", True)
     assert describe_metric("made-up") == ("made-up", None)
-    assert R.metric_label("made-up") == "made-up" and R.metric_label("x", "X", True) == "X ↑"
+    assert M.metric_label("made-up") == "made-up" and M.metric_label("x", "X", True) == "X ↑"
 
 
 def test_headline_and_category_tables(root: Path) -> None:
     from dashboard.views.metrics_page import describe_metric
 
-    metrics, _ = R.load_metrics(root / "demo")
-    table = R.headline_table(metrics, describe_metric)
+    metrics, _ = M.load_metrics(root / "demo")
+    table = M.headline_table(metrics, describe_metric)
     assert list(table.columns) == ["all", "g=1", "g=7.5"]
     assert list(table.index) == [
-        "FD (efficientnet-lite0) ↓", "KID (efficientnet-lite0) ↓", "Precision ↑", "Recall ↑",
+        "FD (efficientnet-lite0) ↓", "KID (efficientnet-lite0) ↓", "Precision (efficientnet-lite0) ↑",
+        "Recall (efficientnet-lite0) ↑",
         "CLIP score ↑", "Compositional accuracy ↑",
     ]  # fmt: skip
     assert table.loc["FD (efficientnet-lite0) ↓", "g=7.5"] == 120.25 and table.loc["CLIP score ↑", "all"] == 27.0
-    assert list(R.headline_table(metrics).index)[0] == FD  # no metadata: plain names
+    assert list(M.headline_table(metrics).index)[0] == FD  # no metadata: plain names
 
-    assert R.category_metrics(metrics) == ["CLIPScore", "compositional_accuracy"]
-    per_category = R.category_table(metrics, "compositional_accuracy")
+    assert M.category_metrics(metrics) == ["CLIPScore", "compositional_accuracy"]
+    per_category = M.category_table(metrics, "compositional_accuracy")
     assert list(per_category.index) == ["counting", "spatial"] and list(per_category.columns) == ["all", "g=1", "g=7.5"]
     assert per_category.loc["spatial", "g=7.5"] == 1.0
-    assert R.category_table(metrics, FD).empty
+    assert M.category_table(metrics, FD).empty
 
 
 def test_tradeoff_points_from_sweep_or_metrics(root: Path) -> None:
-    metrics, _ = R.load_metrics(root / "demo")
-    sweep, _ = R.load_sweep(root / "demo")
-    rebuilt = R.sweep_from_metrics(metrics)
+    metrics, _ = M.load_metrics(root / "demo")
+    sweep, _ = M.load_sweep(root / "demo")
+    rebuilt = M.sweep_from_metrics(metrics)
     for table in (sweep, rebuilt):
-        points, reason = R.tradeoff_points(table)
+        points, reason = M.tradeoff_points(table)
         assert reason is None
         assert points.to_dict("list") == {"guidance": [1.0, 7.5], "x": [24.0, 30.0], "y": [95.5, 120.25],
                                           "label": ["g=1", "g=7.5"]}  # fmt: skip
     no_clip = rebuilt.drop(columns=["CLIPScore"])
-    assert R.alignment_column(no_clip) == "compositional_accuracy"
-    assert R.tradeoff_points(no_clip)[0]["x"].round(3).tolist() == [0.333, 0.667]
-    assert "no FD/FID" in R.tradeoff_points(rebuilt.drop(columns=[FD]))[1]
-    assert "at least two guidance" in R.tradeoff_points(rebuilt.head(1))[1]
-    assert "no CLIP score" in R.tradeoff_points(rebuilt[["guidance", FD]])[1]
+    assert M.alignment_column(no_clip) == "compositional_accuracy"
+    assert M.tradeoff_points(no_clip)[0]["x"].round(3).tolist() == [0.333, 0.667]
+    assert "no FD/FID" in M.tradeoff_points(rebuilt.drop(columns=[FD]))[1]
+    assert "at least two guidance" in M.tradeoff_points(rebuilt.head(1))[1]
+    assert "no CLIP score" in M.tradeoff_points(rebuilt[["guidance", FD]])[1]
     imported = metrics[metrics["guidance"].isna()]  # a run without guidance scales
-    assert "at least two guidance" in R.tradeoff_points(R.sweep_from_metrics(imported))[1]
+    assert "at least two guidance" in M.tradeoff_points(M.sweep_from_metrics(imported))[1]
 
 
 # ------------------------------------------------------------ the app (AppTest)
@@ -230,7 +248,7 @@ def test_app_shows_run_and_filters(root: Path, monkeypatch: pytest.MonkeyPatch) 
     assert at.sidebar.selectbox[0].value == "demo"
     assert len(at.image) == N_IMAGES
     captions = [c for img in at.image for c in img.captions]
-    assert R.escape_markdown(R.truncate(XSS_PROMPT)) in " ".join(captions)
+    assert T.escape_markdown(T.truncate(XSS_PROMPT)) in " ".join(captions)
     at.sidebar.multiselect[0].set_value(["spatial"]).run()
     assert len(at.image) == 2
     at.sidebar.multiselect[1].set_value([7.5]).run()
@@ -255,11 +273,9 @@ def test_app_unreadable_manifest_shows_error(root: Path, monkeypatch: pytest.Mon
 
 
 def test_app_paginates_big_runs(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pandas as pd
-
-    samples = pd.read_parquet(root / "demo" / "samples.parquet")
+    samples = C.read_table(root / "demo", C.SAMPLES_TABLE)
     big = pd.concat([samples.assign(sample_index=i) for i in range(9)], ignore_index=True)  # 54 rows
-    big.to_parquet(root / "demo" / "samples.parquet", index=False)
+    C.write_table(root / "demo", C.SAMPLES_TABLE, big)
     at = _app_test(monkeypatch, root)
     assert len(at.image) == 48
     at.number_input[0].set_value(2).run()
@@ -319,7 +335,7 @@ def test_metrics_page_without_sweep_or_curve(root: Path) -> None:
 
     (run / "sweep.parquet").unlink()
     rows = metrics_rows()
-    rows[rows["metric"] != FD].to_parquet(run / "metrics.parquet", index=False)  # no FD: no curve
+    C.write_table(run, C.METRICS_TABLE, rows[rows["metric"] != FD])  # no FD: no curve
     at = _metrics_page_test(root)
     assert "no FD/FID values" in at.info[0].value and len(at.get("plotly_chart")) == 0
     assert len(at.dataframe) == 4  # headline, 2 per-category tables, notes
@@ -368,27 +384,34 @@ def test_streamlit_command(tmp_path: Path) -> None:
 
 
 def test_dashboard_never_imports_torch(root: Path) -> None:
-    """Importing every dashboard module and running both pages leaves torch unloaded."""
+    """Importing every dashboard module and running the pages leaves torch and audit unloaded."""
     code = textwrap.dedent(
         f"""
-        import os, sys
+        import os, pkgutil, sys, importlib
         os.environ["T2I_RUNS_DIR"] = {str(root)!r}
-        import dashboard, dashboard.runs, dashboard.cli, dashboard.app, dashboard.views.runs_page
-        import dashboard.views.metrics_page
+        import dashboard
+        for module in pkgutil.walk_packages(dashboard.__path__, "dashboard."):
+            importlib.import_module(module.name)
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({str(APP_PATH)!r}, default_timeout=30)
         at.run()
         assert not at.exception, at.exception
         assert len(at.image) == {N_IMAGES}
-        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "bench", "audit"))
-        assert not bad, bad  # the Runs page needs no bench at all
+        # The Runs page needs bench's run-directory contract and registry only (stdlib + pandas).
+        light = ("bench", "bench.atomic", "bench.errors", "bench.registry")
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "audit")
+                     or (m.split(".")[0] == "bench" and m not in light and not m.startswith("bench.contract")))
+        assert not bad, bad
 
-        # The Metrics page reads bench.metrics (numpy/scipy) for metadata: still no torch.
-        script = "from pathlib import Path\\nfrom dashboard.views import metrics_page\\nmetrics_page.render(Path({str(root)!r}))"
-        at = AppTest.from_string(script, default_timeout=30)
-        at.run()
-        assert not at.exception, at.exception
-        assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) >= 3
+        # The Metrics page reads bench.metrics (numpy/scipy) for metadata, the Audits page summary.json: still no torch.
+        for page in ("metrics_page", "audits_page"):
+            script = ("from pathlib import Path\\n"
+                      f"from dashboard.views import {{page}}\\n{{page}}.render(Path({str(root)!r}))")
+            at = AppTest.from_string(script, default_timeout=30)
+            at.run()
+            assert not at.exception, at.exception
+            if page == "metrics_page":
+                assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) >= 3
         assert "bench.metrics" in sys.modules
         bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "open_clip", "audit")
                      or m.split(".")[:2] in (["bench", "models"], ["bench", "score"], ["bench", "generate"]))

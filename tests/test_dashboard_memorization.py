@@ -10,7 +10,6 @@ pure functions, Streamlit AppTest, a torch-free subprocess, one browser test.
 from __future__ import annotations
 
 import html
-import json
 import os
 import shutil
 import subprocess
@@ -21,12 +20,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dashboard import runs as R
+from bench import contract as C
 from dashboard.cli import APP_PATH
+from dashboard.data import memorization as MZ
+from dashboard.data import reading as IO
+from dashboard.data import samples as S
+from dashboard.data import text as T
+from dashboard.data import watermark as W
 from dashboard_fixtures import (
     COPIES, GUIDANCE, INDEX, INVISIBLE_MESSAGES, METHOD, N_IMAGES, N_NEIGHBOURS, NEIGHBOUR_PWATERMARK, NOT_CHECKABLE,
     PROMPTS, THRESHOLD_COSINE, THRESHOLD_DISTANCE, UNSAVED_RANK, VISIBLE_SCORES, WATERMARK_THRESHOLD, XSS_CAPTION,
-    XSS_PROMPT, expected_copy_rates, make_audited_runs_root, serve_dashboard, write_json,
+    XSS_PROMPT, expected_copy_rates, make_audited_runs_root, memorization_summary, serve_dashboard,
 )  # fmt: skip
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,11 +47,11 @@ def root(tmp_path: Path) -> Path:
     return make_audited_runs_root(tmp_path)
 
 
-# ------------------------------------------------------------ dashboard.runs
+# ------------------------------------------------------------ dashboard.data
 
 
 def test_load_memorization_types_and_paths(root: Path) -> None:
-    hits, error = R.load_memorization(root / "demo")
+    hits, error = MZ.load_memorization(root / "demo")
     assert error is None and len(hits) == N_IMAGES * N_NEIGHBOURS
     assert hits["is_copy"].dtype == bool and hits["rank"].dtype == "int64" and hits["clip_cosine"].dtype == float
     assert hits["exists"].all() and all(Path(p).is_absolute() for p in hits["abs_path"])
@@ -58,28 +62,28 @@ def test_load_memorization_types_and_paths(root: Path) -> None:
 
 
 def test_load_memorization_refuses_bad_files(root: Path) -> None:
-    path = root / "demo" / R.MEMORIZATION
+    path = root / "demo" / MZ.HITS_FILE
     good = pd.read_parquet(path)
-    assert R.load_memorization(root / "plain") == (
+    assert MZ.load_memorization(root / "plain") == (
         None, "audit/memorization.parquet is missing (the run has no memorization audit yet)",
     )  # fmt: skip
     good.drop(columns=["is_copy"]).to_parquet(path)
-    assert R.load_memorization(root / "demo") == (None, "audit/memorization.parquet lacks column(s): is_copy")
+    assert MZ.load_memorization(root / "demo") == (None, "audit/memorization.parquet lacks column(s): is_copy")
     good.assign(is_copy=[None] + list(good["is_copy"].iloc[1:])).to_parquet(path)  # a missing verdict
-    assert R.load_memorization(root / "demo")[1] == (
+    assert MZ.load_memorization(root / "demo")[1] == (
         "audit/memorization.parquet has a is_copy value that is not true/false (row 0)"
     )
     path.write_bytes(b"PAR1 garbage")
-    assert R.load_memorization(root / "demo")[1].startswith("audit/memorization.parquet cannot be read")
+    assert MZ.load_memorization(root / "demo")[1].startswith("audit/memorization.parquet cannot be read")
     # A neighbour path that escapes the run directory is never served.
     good.assign(neighbour_path="../../../etc/passwd").drop(columns=["method"]).to_parquet(path)
-    hits, error = R.load_memorization(root / "demo")
+    hits, error = MZ.load_memorization(root / "demo")
     assert error is None and not hits["neighbour_exists"].any() and set(hits["method"]) == {""}
 
 
 def test_image_verdicts_count_a_copy_at_any_rank(root: Path) -> None:
-    hits, _ = R.load_memorization(root / "demo")
-    verdicts = R.image_verdicts(hits)
+    hits, _ = MZ.load_memorization(root / "demo")
+    verdicts = MZ.image_verdicts(hits)
     assert len(verdicts) == N_IMAGES and (verdicts["rank"] == 0).all()  # the card shows the top-1
     assert set(verdicts.loc[verdicts["is_copy"], "image_id"]) == set(COPIES)
     assert dict(zip(verdicts["image_id"], verdicts["copy_rank"])) == {
@@ -87,16 +91,16 @@ def test_image_verdicts_count_a_copy_at_any_rank(root: Path) -> None:
     }
     assert (verdicts["n_neighbours"] == N_NEIGHBOURS).all()
 
-    assert len(R.filter_verdicts(verdicts, copies_only=True)) == len(COPIES)
-    assert set(R.filter_verdicts(verdicts, categories=["spatial"])["prompt_id"]) == {"p002"}
-    both = R.filter_verdicts(verdicts, True, ["counting"], ["p001"])
+    assert len(MZ.filter_verdicts(verdicts, copies_only=True)) == len(COPIES)
+    assert set(MZ.filter_verdicts(verdicts, categories=["spatial"])["prompt_id"]) == {"p002"}
+    both = MZ.filter_verdicts(verdicts, True, ["counting"], ["p001"])
     assert list(both["image_id"]) == [i for i in COPIES if i.startswith("p001")]
 
 
 def test_prompt_copy_rates_match_the_file_and_the_planted_copies(root: Path) -> None:
-    hits, _ = R.load_memorization(root / "demo")
-    derived = R.prompt_copy_rates(R.image_verdicts(hits))
-    written, error = R.load_memorization_prompts(root / "demo")
+    hits, _ = MZ.load_memorization(root / "demo")
+    derived = MZ.prompt_copy_rates(MZ.image_verdicts(hits))
+    written, error = MZ.load_memorization_prompts(root / "demo")
     assert error is None
     pd.testing.assert_frame_equal(derived, written, check_dtype=False)
     expected = expected_copy_rates()
@@ -105,35 +109,36 @@ def test_prompt_copy_rates_match_the_file_and_the_planted_copies(root: Path) -> 
 
 
 def test_memorization_headline_from_summary_or_recomputed(root: Path) -> None:
-    hits, _ = R.load_memorization(root / "demo")
-    verdicts = R.image_verdicts(hits)
-    summary, _ = R.load_summary(root / "demo")
-    headline = R.memorization_headline(summary, verdicts)
+    hits, _ = MZ.load_memorization(root / "demo")
+    verdicts = MZ.image_verdicts(hits)
+    summary, _ = IO.load_summary(root / "demo")
+    headline = MZ.memorization_headline(summary, verdicts)
     assert headline == {
         "n_images": N_IMAGES, "n_copies": len(COPIES), "copy_rate": len(COPIES) / N_IMAGES, "index": INDEX,
-        "method": METHOD, "thresholds": {"cosine": THRESHOLD_COSINE, "distance": THRESHOLD_DISTANCE},
-        "source": "summary.json",
+        "method": METHOD, "source": "summary.json",
+        "thresholds": {"clip_cosine": THRESHOLD_COSINE, "copy_distance": THRESHOLD_DISTANCE, "k": N_NEIGHBOURS},
     }  # fmt: skip
-    assert R.headline_mismatch(headline, verdicts) is None
-    recomputed = R.memorization_headline({}, verdicts)
+    assert headline["thresholds"] == memorization_summary()["thresholds"]  # the writer's keys
+    assert MZ.headline_mismatch(headline, verdicts) is None
+    recomputed = MZ.memorization_headline({}, verdicts)
     assert {k: v for k, v in recomputed.items() if k not in ("index", "source")} == {
         k: v for k, v in headline.items() if k not in ("index", "source")
     }
-    assert recomputed["index"] is None and recomputed["source"] == R.MEMORIZATION
-    assert R.memorization_headline(None, None) is None
+    assert recomputed["index"] is None and recomputed["source"] == MZ.HITS_FILE
+    assert MZ.memorization_headline(None, None) is None
     stale = {"memorization": {**summary["memorization"], "n_copies": 0}}
-    assert "disagree (n_copies 0 vs 3)" in R.headline_mismatch(R.memorization_headline(stale, verdicts), verdicts)
-    assert R.format_rate(1 / 3) == "33.3 %" and R.format_rate(None) == R.MISSING
-    assert R.format_thresholds({"cosine": 0.95, "distance": 0.1}) == "cosine 0.95, distance 0.1"
+    assert "disagree (n_copies 0 vs 3)" in MZ.headline_mismatch(MZ.memorization_headline(stale, verdicts), verdicts)
+    assert T.format_rate(1 / 3) == "33.3 %" and T.format_rate(None) == T.MISSING
+    assert T.format_thresholds(headline["thresholds"]) == "clip_cosine 0.95, copy_distance 0.1, k 3"
 
 
 def test_watermark_scores_join_the_samples(root: Path) -> None:
-    samples, _ = R.load_samples(root / "demo")
-    watermark, error = R.load_watermark(root / "demo")
+    samples, _ = S.load_samples(root / "demo")
+    watermark, error = W.load_watermark(root / "demo")
     assert error is None and len(watermark) == N_IMAGES
-    grid = R.attach_watermark(samples, watermark)
+    grid = W.attach_watermark(samples, watermark)
     assert list(grid["image_id"]) == list(samples["image_id"])  # order kept
-    notes = dict(zip(grid["image_id"], [R.watermark_note(row) for row in grid.to_dict("records")]))
+    notes = dict(zip(grid["image_id"], [W.watermark_note(row) for row in grid.to_dict("records")]))
     flagged, pwatermark = VISIBLE_SCORES["p001__s000__g1"], NEIGHBOUR_PWATERMARK["p001__s000__g1"]
     assert notes["p001__s000__g1"] == (
         f"visible watermark {flagged:.2f} (flagged) · invisible: none · neighbours' pwatermark {pwatermark:.2f}"
@@ -147,19 +152,19 @@ def test_watermark_scores_join_the_samples(root: Path) -> None:
     assert sum(bool(v) for v in grid["visible"]) == N_FLAGGED
 
     # An image the audit did not score, and a run without an audit, show nothing.
-    partial = R.attach_watermark(samples, watermark[watermark["image_id"] != "p000__s000__g1"])
-    assert R.watermark_note(partial.iloc[0].to_dict()) is None
-    assert R.attach_watermark(samples, None) is samples
-    assert R.watermark_note(samples.iloc[0].to_dict()) is None
-    summary, _ = R.load_summary(root / "demo")
-    line = R.watermark_headline(summary)
-    rate = R.format_rate(N_FLAGGED / N_IMAGES)
+    partial = W.attach_watermark(samples, watermark[watermark["image_id"] != "p000__s000__g1"])
+    assert W.watermark_note(partial.iloc[0].to_dict()) is None
+    assert W.attach_watermark(samples, None) is samples
+    assert W.watermark_note(samples.iloc[0].to_dict()) is None
+    summary, _ = IO.load_summary(root / "demo")
+    line = W.watermark_headline(summary)
+    rate = T.format_rate(N_FLAGGED / N_IMAGES)
     assert line.startswith(f"Watermark audit of {N_IMAGES} images: visible watermark in {rate} (probe ")
     assert f"threshold {WATERMARK_THRESHOLD:g}" in line
     unchecked_summary = {"watermark": {**summary["watermark"], "invisible_rate": None, "n_invisible_checkable": 0}}
-    assert "invisible watermark not checkable" in R.watermark_headline(unchecked_summary)
-    assert R.watermark_headline({}) is None
-    assert R.load_watermark(root / "plain") == (
+    assert "invisible watermark not checkable" in W.watermark_headline(unchecked_summary)
+    assert W.watermark_headline({}) is None
+    assert W.load_watermark(root / "plain") == (
         None, "audit/watermark.parquet is missing (the run has no watermark audit yet)",
     )  # fmt: skip
 
@@ -193,19 +198,19 @@ def test_memorization_page_pairs_headline_and_rates(root: Path) -> None:
     at = _memorization_page_test(root)
     assert at.sidebar.selectbox[0].value == "demo" and at.title[0].value == "Memorization · demo"
     assert [(m.label, m.value) for m in at.metric] == [
-        ("Copy rate", R.format_rate(len(COPIES) / N_IMAGES)),
+        ("Copy rate", T.format_rate(len(COPIES) / N_IMAGES)),
         ("Copies", str(len(COPIES))),
         ("Images audited", str(N_IMAGES)),
     ]  # fmt: skip
     facts = at.table[0].value["Value"].tolist()
-    assert facts[0] == R.escape_markdown(METHOD) and facts[1] == R.escape_markdown(INDEX)
+    assert facts[0] == T.escape_markdown(METHOD) and facts[1] == T.escape_markdown(INDEX)
     # One card per generated image, in prompt/guidance order, with the image's verdict.
     assert len(at.html) == N_IMAGES
     in_order = [f"{prompt_id}__s000__g{g:g}" for prompt_id, *_ in PROMPTS for g in GUIDANCE]
     assert _verdicts(at) == ["copy" if image_id in COPIES else "not a copy" for image_id in in_order]
     # Generated + top-1 side by side, the other saved ranks in expanders; the unsaved rank is a note.
     assert len(at.image) == N_IMAGES * (1 + N_SAVED_NEIGHBOURS)
-    assert [img.captions[0] for img in at.image[:2]] == ["generated", R.escape_markdown("neighbour #1")]
+    assert [img.captions[0] for img in at.image[:2]] == ["generated", T.escape_markdown("neighbour #1")]
     assert len(at.expander) == N_IMAGES and at.expander[0].label == f"Other neighbours ({N_NEIGHBOURS - 1})"
     assert sum("Image not saved by the audit" in i.value for i in at.info) == N_IMAGES
     # Copy rate per prompt: table (highest first) and bar chart.
@@ -248,7 +253,7 @@ def test_memorization_page_without_audit_says_which_command(root: Path) -> None:
     assert len(at.image) == 0 and len(at.html) == 0 and len(at.metric) == 0
 
     (root / "plain" / "audit").mkdir()
-    (root / "plain" / R.MEMORIZATION).write_bytes(b"junk")
+    (root / "plain" / MZ.HITS_FILE).write_bytes(b"junk")
     at.run()
     assert "cannot be shown" in at.error[0].value and at.code[0].value.startswith("t2i-audit memorization ")
 
@@ -257,13 +262,11 @@ def test_memorization_page_without_audit_says_which_command(root: Path) -> None:
 
 
 def test_memorization_page_recomputes_what_is_missing(root: Path) -> None:
-    summary = json.loads((root / "demo" / "summary.json").read_text())
-    del summary["memorization"]
-    write_json(root / "demo" / "summary.json", summary)
-    (root / "demo" / R.MEMORIZATION_PROMPTS).write_bytes(b"junk")
+    C.modify_summary(root / "demo", lambda summary: summary.pop("memorization"))  # "audits" still lists it
+    (root / "demo" / MZ.PROMPTS_FILE).write_bytes(b"junk")
     at = _memorization_page_test(root)
-    assert at.metric[0].value == R.format_rate(len(COPIES) / N_IMAGES)
-    assert at.table[0].value["Value"].tolist()[-1] == R.escape_markdown(R.MEMORIZATION)  # source
+    assert at.metric[0].value == T.format_rate(len(COPIES) / N_IMAGES)
+    assert at.table[0].value["Value"].tolist()[-1] == T.escape_markdown(MZ.HITS_FILE)  # source
     assert "Ignoring audit/memorization_prompts.parquet" in at.warning[0].value.replace("\\", "")
     assert {r.prompt_id: (r.n_images, r.n_copies) for r in at.dataframe[0].value.itertuples()} == expected_copy_rates()
 
@@ -293,14 +296,14 @@ def test_runs_grid_shows_watermark_scores(root: Path, monkeypatch: pytest.Monkey
     assert sum(c.startswith("visible watermark") for c in captions) == N_IMAGES
     assert any(c.startswith("Watermark audit of 6 images") for c in captions)
     flagged = f"visible watermark {VISIBLE_SCORES['p001__s000__g1']:.2f} (flagged)"
-    assert R.escape_markdown(flagged) in " ".join(captions)
+    assert T.escape_markdown(flagged) in " ".join(captions)
 
     at.sidebar.selectbox[0].set_value("plain").run()  # no audit: the grid looks as before
     assert not at.exception and len(at.image) == N_IMAGES and _badges(at) == []
     assert not any(c.value.startswith(("visible watermark", "Watermark audit")) for c in at.caption)
 
     (root / "plain" / "audit").mkdir()
-    (root / "plain" / R.WATERMARK).write_bytes(b"junk")
+    (root / "plain" / W.FILE).write_bytes(b"junk")
     at.run()
     assert "Watermark scores not shown" in at.warning[0].value and len(at.image) == N_IMAGES
 
@@ -309,7 +312,7 @@ def test_runs_grid_shows_watermark_scores(root: Path, monkeypatch: pytest.Monkey
 
 
 def test_memorization_page_never_imports_torch(root: Path) -> None:
-    """The Memorization page and the watermark grid load no torch, bench or audit."""
+    """The Memorization page and the watermark grid load no torch or audit, and of bench only its contract."""
     code = textwrap.dedent(
         f"""
         import sys
@@ -321,7 +324,9 @@ def test_memorization_page_never_imports_torch(root: Path) -> None:
             at.run()
             assert not at.exception, at.exception
             assert len(at.image) >= {N_IMAGES}
-        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "bench", "audit"))
+        light = ("bench", "bench.atomic", "bench.errors", "bench.registry")  # and bench.contract: stdlib + pandas
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "audit")
+                     or (m.split(".")[0] == "bench" and m not in light and not m.startswith("bench.contract")))
         assert not bad, bad
         print("ok")
         """
@@ -381,7 +386,7 @@ def test_browser_memorization_page(chromium: Path, root: Path, tmp_path: Path) -
             assert images.nth(0).evaluate("img => img.naturalWidth") > 0
             assert images.nth(1).evaluate("img => img.naturalWidth") > 0
             expect(page.get_by_text("Copy rate", exact=True)).to_be_visible()
-            expect(page.get_by_text(R.format_rate(len(COPIES) / N_IMAGES), exact=True)).to_be_visible()
+            expect(page.get_by_text(T.format_rate(len(COPIES) / N_IMAGES), exact=True)).to_be_visible()
 
             # User text is shown literally and runs nothing.
             expect(page.locator(".t2i-prompt", has_text=XSS_PROMPT).first).to_be_visible()
@@ -394,6 +399,18 @@ def test_browser_memorization_page(chromium: Path, root: Path, tmp_path: Path) -
             page.get_by_test_id("stSidebar").get_by_text("Copies only").click()
             expect(cards).to_have_count(len(COPIES))
             assert set(verdicts.all_inner_texts()) == {"copy"}
+
+            # The Audits page (from the page registry) lists both recorded probes with their tables.
+            from audit.probes.memorization import PROBE as MEMORIZATION
+            from audit.probes.watermark import PROBE as WATERMARK
+
+            page.get_by_test_id("stSidebar").get_by_role("link", name="Audits").click()
+            expect(page.get_by_role("heading", name="Audits · demo")).to_be_visible()
+            for probe in (MEMORIZATION, WATERMARK):
+                expect(page.get_by_role("heading", name=probe.display_name)).to_be_visible()
+            expect(page.get_by_test_id("stDownloadButton")).to_have_count(6)  # 3 tables x (parquet, csv)
+            expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(3)
+            page.screenshot(path=str(tmp_path / "audits.png"), full_page=True)
             assert dialogs == []
         finally:
             browser.close()
@@ -401,4 +418,5 @@ def test_browser_memorization_page(chromium: Path, root: Path, tmp_path: Path) -
     screenshot_dir = os.environ.get("T2I_SCREENSHOT_DIR")
     if screenshot_dir:
         Path(screenshot_dir).mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / "memorization.png", Path(screenshot_dir) / "memorization.png")
+        for name in ("memorization.png", "audits.png"):
+            shutil.copy(tmp_path / name, Path(screenshot_dir) / name)

@@ -26,7 +26,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import runs as R
+from bench import contract as C
+from dashboard.data import memorization as MZ
+from dashboard.data.discovery import RunInfo
+from dashboard.data.reading import file_stamp, load_summary
+from dashboard.data.samples import page_count, page_slice
+from dashboard.data.text import MISSING, escape_markdown, fact_table, format_rate, format_thresholds, to_number, truncate
+from dashboard.views.common import choose_run, runs_in_sidebar
 
 PER_PAGE = 12  # image pairs per page: each pair is two images and a card
 AUDIT_HINT = "--index INDEX_DIR"
@@ -39,8 +45,8 @@ def audit_command(run_dir: Path) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _cached_memorization(run_dir: str, stamp: tuple[int, int]) -> tuple[pd.DataFrame | None, str | None]:
-    """``runs.load_memorization`` cached per (run, file mtime and size)."""
-    return R.load_memorization(Path(run_dir))
+    """``memorization.load_memorization`` cached per (run, file mtime and size)."""
+    return MZ.load_memorization(Path(run_dir))
 
 
 def verdict_badge(is_copy: bool) -> str:
@@ -54,7 +60,7 @@ def verdict_badge(is_copy: bool) -> str:
 
 def _score_line(cosine: float, distance: float, row: dict) -> str:
     """HTML: CLIP cosine and copy distance against the thresholds the audit used."""
-    cos_t, dist_t = R.to_number(row.get("threshold_cosine")), R.to_number(row.get("threshold_distance"))
+    cos_t, dist_t = to_number(row.get("threshold_cosine")), to_number(row.get("threshold_distance"))
     cos_text = f"CLIP cosine <b>{cosine:.3f}</b>" + (f" (copy ≥ {cos_t:g})" if cos_t is not None else "")
     dist_text = f"copy distance <b>{distance:.3f}</b>" + (f" (copy ≤ {dist_t:g})" if dist_t is not None else "")
     return f"{cos_text} · {dist_text}"
@@ -63,16 +69,16 @@ def _score_line(cosine: float, distance: float, row: dict) -> str:
 def card_html(row: dict) -> str:
     """The text of one image pair as HTML; every run-derived string is ``html.escape``d."""
     e = html.escape
-    guidance = R.to_number(row.get("guidance"))
+    guidance = to_number(row.get("guidance"))
     facts = [f"prompt {e(row['prompt_id'])}", f"category {e(row['category'])}"]
     if guidance is not None:
         facts.append(f"g={guidance:g}")
     lines = [
         f"<div>{verdict_badge(bool(row['is_copy']))}</div>",
-        f'<div class="t2i-prompt" style="margin:0.4em 0"><b>{e(R.truncate(row["prompt"], 200))}</b></div>',
+        f'<div class="t2i-prompt" style="margin:0.4em 0"><b>{e(truncate(row["prompt"], 200))}</b></div>',
         f'<div style="opacity:0.75">{" · ".join(facts)} · image {e(row["image_id"])}</div>',
         f"<div>Top-1 neighbour: {_score_line(row['clip_cosine'], row['copy_distance'], row)}</div>",
-        f'<div class="t2i-caption">Caption: “{e(R.truncate(row["neighbour_caption"], 200))}”</div>'
+        f'<div class="t2i-caption">Caption: “{e(truncate(row["neighbour_caption"], 200))}”</div>'
         if row.get("neighbour_caption") else "",
         f'<div style="opacity:0.75">index row {int(row["neighbour_id"])}'
         + (f" · key {e(row['neighbour_key'])}" if row.get("neighbour_key") else "") + "</div>",
@@ -87,23 +93,19 @@ def card_html(row: dict) -> str:
 
 def render(root: Path) -> None:
     """Draw the Memorization page for the runs under ``root``."""
-    runs = R.discover_runs(root)
-    st.sidebar.caption(f"Runs root: {R.escape_markdown(root)}")
+    runs = runs_in_sidebar(root)
     if not runs:
         st.title("Memorization")
-        st.info(f"No runs found in {R.escape_markdown(root)}; make one (see the Runs page), audit it, then reload.")
+        st.info(f"No runs found in {escape_markdown(root)}; make one (see the Runs page), audit it, then reload.")
         return
 
-    labels = {run.name: run.label for run in runs}
-    with st.sidebar:  # same key as the other pages: the chosen run follows you between pages
-        name = st.selectbox("Run", list(labels), format_func=labels.get, key="run")
-    run = next(r for r in runs if r.name == name)
-    st.title(f"Memorization · {R.escape_markdown(run.name)}")
+    run = choose_run(runs)
+    st.title(f"Memorization · {escape_markdown(run.name)}")
 
-    hits, error = _cached_memorization(str(run.path), R.file_stamp(run.path / R.MEMORIZATION))
+    hits, error = _cached_memorization(str(run.path), file_stamp(C.MEMORIZATION_TABLE.path(run.path)))
     if hits is None:
-        if (run.path / R.MEMORIZATION).is_file():
-            st.error(f"The memorization audit of this run cannot be shown: {R.escape_markdown(error)}")
+        if C.MEMORIZATION_TABLE.path(run.path).is_file():
+            st.error(f"The memorization audit of this run cannot be shown: {escape_markdown(error)}")
             st.markdown("Run the audit again to rewrite it:")
         else:
             st.info("No memorization audit for this run yet. Make one against a CLIP index, then reload this page:")
@@ -114,16 +116,16 @@ def render(root: Path) -> None:
         )
         return
     if hits.empty:
-        st.info(f"{R.MEMORIZATION} holds no rows.")
+        st.info(f"{MZ.HITS_FILE} holds no rows.")
         return
     hits = hits.assign(  # images may have appeared or gone since the cache was filled
         exists=[bool(p) and Path(p).is_file() for p in hits["abs_path"]],
         neighbour_exists=[bool(p) and Path(p).is_file() for p in hits["neighbour_abs_path"]],
     )
 
-    verdicts = R.image_verdicts(hits)
-    summary, _ = R.load_summary(run.path)
-    _render_headline(R.memorization_headline(summary, verdicts), verdicts)
+    verdicts = MZ.image_verdicts(hits)
+    summary, _ = load_summary(run.path)
+    _render_headline(MZ.memorization_headline(summary, verdicts), verdicts)
 
     with st.sidebar:
         copies_only = st.toggle("Copies only", key=f"mem-copies::{run.name}")
@@ -134,41 +136,41 @@ def render(root: Path) -> None:
         prompts = verdicts.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
         chosen_prompts = st.multiselect(
             "Prompt", list(prompts.index), key=f"mem-prompts::{run.name}", placeholder="All prompts",
-            format_func=lambda pid: f"{pid}: {R.truncate(prompts[pid], 60)}",
+            format_func=lambda pid: f"{pid}: {truncate(prompts[pid], 60)}",
         )  # fmt: skip
 
     _render_prompt_rates(run, verdicts, chosen_categories, chosen_prompts)
-    shown = R.filter_verdicts(verdicts, copies_only, chosen_categories, chosen_prompts)
+    shown = MZ.filter_verdicts(verdicts, copies_only, chosen_categories, chosen_prompts)
     _render_pairs(run.name, shown, len(verdicts), hits)
 
 
 def _render_headline(headline: dict, verdicts: pd.DataFrame) -> None:
     st.subheader("Headline")
     left, middle, right = st.columns(3)
-    left.metric("Copy rate", R.format_rate(headline["copy_rate"]))
-    middle.metric("Copies", R.MISSING if headline["n_copies"] is None else str(headline["n_copies"]))
-    right.metric("Images audited", R.MISSING if headline["n_images"] is None else str(headline["n_images"]))
+    left.metric("Copy rate", format_rate(headline["copy_rate"]))
+    middle.metric("Copies", MISSING if headline["n_copies"] is None else str(headline["n_copies"]))
+    right.metric("Images audited", MISSING if headline["n_images"] is None else str(headline["n_images"]))
     facts = [
-        ("Method", str(headline["method"] or R.MISSING)),
-        ("Index", str(headline["index"] or R.MISSING)),
-        ("Thresholds", R.format_thresholds(headline["thresholds"])),
+        ("Method", str(headline["method"] or MISSING)),
+        ("Index", str(headline["index"] or MISSING)),
+        ("Thresholds", format_thresholds(headline["thresholds"])),
         ("Source", headline["source"]),
     ]
-    st.table(R.fact_table(facts), hide_header=True)
-    mismatch = R.headline_mismatch(headline, verdicts)
+    st.table(fact_table(facts), hide_header=True)
+    mismatch = MZ.headline_mismatch(headline, verdicts)
     if mismatch:
-        st.warning(R.escape_markdown(mismatch))
+        st.warning(escape_markdown(mismatch))
 
 
-def _render_prompt_rates(run: R.RunInfo, verdicts: pd.DataFrame, categories: list, prompt_ids: list) -> None:
+def _render_prompt_rates(run: RunInfo, verdicts: pd.DataFrame, categories: list, prompt_ids: list) -> None:
     """Copy rate per prompt (table and bar chart), restricted to the chosen categories and prompts."""
     st.subheader("Copy rate per prompt")
-    rates, error = R.load_memorization_prompts(run.path)
-    source = R.MEMORIZATION_PROMPTS
+    rates, error = MZ.load_memorization_prompts(run.path)
+    source = MZ.PROMPTS_FILE
     if rates is None:
-        if (run.path / R.MEMORIZATION_PROMPTS).is_file():
-            st.warning(f"Ignoring {R.MEMORIZATION_PROMPTS}: {R.escape_markdown(error)}")
-        rates, source = R.prompt_copy_rates(verdicts), R.MEMORIZATION
+        if C.MEMORIZATION_PROMPTS_TABLE.path(run.path).is_file():
+            st.warning(f"Ignoring {MZ.PROMPTS_FILE}: {escape_markdown(error)}")
+        rates, source = MZ.prompt_copy_rates(verdicts), MZ.HITS_FILE
     if categories:
         rates = rates[rates["category"].isin(categories)]
     if prompt_ids:
@@ -195,11 +197,11 @@ def _render_pairs(run_name: str, shown: pd.DataFrame, n_total: int, hits: pd.Dat
     if shown.empty:
         st.info("No images match the filters.")
         return
-    n_pages = R.page_count(len(shown), PER_PAGE)
+    n_pages = page_count(len(shown), PER_PAGE)
     page = 1
     if n_pages > 1:  # the key includes the page count so a filter change starts again at page 1
         page = int(st.number_input("Page", 1, n_pages, 1, key=f"mem-page::{run_name}::{n_pages}"))
-    on_page = R.page_slice(shown, page, PER_PAGE)
+    on_page = page_slice(shown, page, PER_PAGE)
     first = (page - 1) * PER_PAGE + 1
     st.caption(
         f"{len(shown)} of {n_total} images match the filters; "
@@ -230,21 +232,21 @@ def _render_other_neighbours(others: pd.DataFrame) -> None:
             verdict = "copy" if other["is_copy"] else "not a copy"
             caption = (
                 f"#{int(other['rank']) + 1} · {verdict} · cos {other['clip_cosine']:.3f} · "
-                f"dist {other['copy_distance']:.3f} · {R.truncate(other['neighbour_caption'], 60)}"
+                f"dist {other['copy_distance']:.3f} · {truncate(other['neighbour_caption'], 60)}"
             )
             _show_image(other["neighbour_exists"], other["neighbour_abs_path"], other["neighbour_path"], caption)
 
 
 def _show_image(exists: bool, abs_path: str, rel_path: str, caption: str) -> None:
     """An image with an escaped caption, or a note when it is not on disk / was not saved."""
-    caption = R.escape_markdown(caption)
+    caption = escape_markdown(caption)
     if not rel_path:
         st.info(f"Image not saved by the audit\n\n{caption}")
         return
     if not exists:
-        st.warning(f"Image not on disk: {R.escape_markdown(rel_path)}\n\n{caption}")
+        st.warning(f"Image not on disk: {escape_markdown(rel_path)}\n\n{caption}")
         return
     try:
         st.image(abs_path, caption=caption, width="stretch")
     except Exception as exc:  # a damaged file must not take the page down
-        st.error(f"Cannot show {R.escape_markdown(rel_path)}: {R.escape_markdown(exc)}")
+        st.error(f"Cannot show {escape_markdown(rel_path)}: {escape_markdown(exc)}")

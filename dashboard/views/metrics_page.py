@@ -24,7 +24,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import runs as R
+from bench import contract as C
+from dashboard.data import metrics as M
+from dashboard.data.discovery import RunInfo
+from dashboard.data.text import MISSING, escape_markdown
+from dashboard.views.common import choose_run, runs_in_sidebar
 
 SCORE_HINT = "--reference REF_RUN_OR_STATS.npz --features efficientnet-lite0"
 
@@ -33,19 +37,23 @@ SCORE_HINT = "--reference REF_RUN_OR_STATS.npz --features efficientnet-lite0"
 def describe_metric(name: str) -> tuple[str, bool | None]:
     """``(display name, higher_is_better)`` for a reported metric name; ``(name, None)`` if unknown.
 
-    FD/KID on features other than Inception keep their extractor, e.g.
-    ``"FD_efficientnet-lite0"`` shows as ``"FD (efficientnet-lite0)"``, not "FID".
+    Metrics named after their extractor (``bench.contract`` naming rule) keep
+    it: ``"FD_efficientnet-lite0"`` shows as ``"FD (efficientnet-lite0)"``, not
+    "FID", and ``"precision_inception-v3-pool3"`` as ``"Precision (inception-v3-pool3)"``;
+    "FID" and "KID" are Inception's by name.
     """
     info = _metric_info(name)
     if info is None:
         return name, None
-    head, _, rest = name.partition("_")
-    if head.upper() in ("FD", "KID") and rest:
-        display = f"{head} ({rest})"
-    elif name.upper() == "FD":
+    base, extractor = C.parse_metric_name(name)
+    if name == "FD":  # FD on features without a key: not Inception's FID
         display = "FD"
-    else:
+    elif name in ("FID", "KID") or extractor is None:
         display = info.display_name
+    elif base in ("FD", "KID"):
+        display = f"{base} ({extractor})"
+    else:
+        display = f"{info.display_name} ({extractor})"
     return display, bool(info.higher_is_better)
 
 
@@ -69,7 +77,7 @@ def metric_notes(names: list[str]) -> pd.DataFrame:
         display, higher = describe_metric(name)
         rows.append(
             {
-                "metric": R.metric_label(display, None, higher),
+                "metric": M.metric_label(display, None, higher),
                 "reported as": name,
                 "better": "—" if higher is None else ("higher" if higher else "lower"),
                 "definition": getattr(info, "formula", ""),
@@ -131,28 +139,24 @@ def tradeoff_figure(points: pd.DataFrame, x: str, y: str, title: str | None = No
 
 def _styled(table: pd.DataFrame):
     """Numbers with 4 significant digits, missing cells as a dash."""
-    return table.style.format("{:.4g}", na_rep=R.MISSING)
+    return table.style.format("{:.4g}", na_rep=MISSING)
 
 
 def render(root: Path) -> None:
     """Draw the Metrics page for the runs under ``root``."""
-    runs = R.discover_runs(root)
-    st.sidebar.caption(f"Runs root: {R.escape_markdown(root)}")
+    runs = runs_in_sidebar(root)
     if not runs:
         st.title("Metrics")
-        st.info(f"No runs found in {R.escape_markdown(root)}; make one (see the Runs page), score it, then reload.")
+        st.info(f"No runs found in {escape_markdown(root)}; make one (see the Runs page), score it, then reload.")
         return
 
-    labels = {run.name: run.label for run in runs}
-    with st.sidebar:  # same key as the Runs page: the chosen run follows you between pages
-        name = st.selectbox("Run", list(labels), format_func=labels.get, key="run")
-    run = next(r for r in runs if r.name == name)
-    st.title(f"Metrics · {R.escape_markdown(run.name)}")
+    run = choose_run(runs)
+    st.title(f"Metrics · {escape_markdown(run.name)}")
 
-    metrics, error = R.load_metrics(run.path)
+    metrics, error = M.load_metrics(run.path)
     if metrics is None:
-        if (run.path / R.METRICS).is_file():
-            st.error(f"The metrics of this run cannot be shown: {R.escape_markdown(error)}")
+        if C.METRICS_TABLE.path(run.path).is_file():
+            st.error(f"The metrics of this run cannot be shown: {escape_markdown(error)}")
             st.markdown("Score the run again to rewrite them:")
         else:
             st.info("No metrics yet for this run. Score it, then reload this page:")
@@ -160,7 +164,7 @@ def render(root: Path) -> None:
         st.caption("`--clip builtin` adds CLIP score and CMMD; shapes prompt sets also get compositional accuracy.")
         return
     if metrics.empty:
-        st.info(f"{R.METRICS} holds no rows.")
+        st.info(f"{C.METRICS} holds no rows.")
         return
 
     _render_headline(metrics)
@@ -178,7 +182,7 @@ def render(root: Path) -> None:
 
 def _render_headline(metrics: pd.DataFrame) -> None:
     st.subheader("Headline")
-    table = R.headline_table(metrics, describe_metric)
+    table = M.headline_table(metrics, describe_metric)
     if table.empty:
         st.info("No headline rows (subset 'all') in metrics.parquet.")
         return
@@ -190,45 +194,45 @@ def _render_headline(metrics: pd.DataFrame) -> None:
 
 
 def _render_categories(metrics: pd.DataFrame) -> None:
-    names = R.category_metrics(metrics)
+    names = M.category_metrics(metrics)
     if not names:
         return
     st.subheader("Per category")
     columns = st.columns(min(len(names), 2))
     for i, name in enumerate(names):
         with columns[i % len(columns)]:
-            st.markdown(f"**{R.escape_markdown(R.metric_label(name, *describe_metric(name)))}**")
-            st.dataframe(_styled(R.category_table(metrics, name)))
+            st.markdown(f"**{escape_markdown(M.metric_label(name, *describe_metric(name)))}**")
+            st.dataframe(_styled(M.category_table(metrics, name)))
 
 
-def _render_tradeoff(run: R.RunInfo, metrics: pd.DataFrame) -> None:
+def _render_tradeoff(run: RunInfo, metrics: pd.DataFrame) -> None:
     st.subheader("Guidance trade-off")
-    sweep, sweep_error = R.load_sweep(run.path)
+    sweep, sweep_error = M.load_sweep(run.path)
     if sweep is not None:
-        table, source = sweep, R.SWEEP
+        table, source = sweep, C.SWEEP
     else:
-        if (run.path / R.SWEEP).is_file():
-            st.warning(f"Ignoring {R.SWEEP}: {R.escape_markdown(sweep_error)}")
-        table, source = R.sweep_from_metrics(metrics), R.METRICS
+        if C.SWEEP_TABLE.path(run.path).is_file():
+            st.warning(f"Ignoring {C.SWEEP}: {escape_markdown(sweep_error)}")
+        table, source = M.sweep_from_metrics(metrics), C.METRICS
 
-    _, reason = R.tradeoff_points(table)
+    _, reason = M.tradeoff_points(table)
     if reason:
-        st.info(f"No trade-off curve for this run: {R.escape_markdown(reason)}.")
+        st.info(f"No trade-off curve for this run: {escape_markdown(reason)}.")
         return
 
-    options = [str(c) for c in table.columns if c != "guidance"]
+    options = M.metric_columns(table)
     left, right = st.columns(2)
     x = left.selectbox(
-        "x axis", options, index=options.index(R.alignment_column(table)),
+        "x axis", options, index=options.index(M.alignment_column(table)),
         format_func=lambda c: describe_metric(c)[0], key=f"tradeoff-x::{run.name}",
     )  # fmt: skip
     y = right.selectbox(
-        "y axis", options, index=options.index(R.fidelity_column(table)),
+        "y axis", options, index=options.index(M.fidelity_column(table)),
         format_func=lambda c: describe_metric(c)[0], key=f"tradeoff-y::{run.name}",
     )  # fmt: skip
-    points, reason = R.tradeoff_points(table, x, y)
+    points, reason = M.tradeoff_points(table, x, y)
     if points is None:
-        st.info(f"No curve for these axes: {R.escape_markdown(reason)}.")
+        st.info(f"No curve for these axes: {escape_markdown(reason)}.")
         return
     st.plotly_chart(tradeoff_figure(points, x, y), key="tradeoff")
     st.caption(
@@ -236,10 +240,10 @@ def _render_tradeoff(run: R.RunInfo, metrics: pd.DataFrame) -> None:
         "Raising guidance usually buys text alignment at the cost of fidelity and diversity "
         "(GLIDE, Imagen and Stable Diffusion papers)."
     )
-    plot = run.path / R.SWEEP_PLOT
+    plot = run.path / C.SWEEP_PLOT
     if plot.is_file():
-        with st.expander(f"Static plot ({R.SWEEP_PLOT} from t2i-bench sweep)"):
+        with st.expander(f"Static plot ({C.SWEEP_PLOT} from t2i-bench sweep)"):
             try:
                 st.image(str(plot))
             except Exception as exc:  # a damaged file must not take the page down
-                st.error(f"Cannot show {R.SWEEP_PLOT}: {R.escape_markdown(exc)}")
+                st.error(f"Cannot show {C.SWEEP_PLOT}: {escape_markdown(exc)}")
