@@ -18,7 +18,11 @@ A probe is a module (or a plugin's module) with a ``PROBE = ProbeInfo(...)``:
   the parser's ``description`` and ``epilog``) and what the command prints (optional: a
   probe without them gets a RUN argument and a one-line report).
 
-``run``, ``add_arguments`` and ``report`` may be ``"module:function"`` strings, imported
+* ``report_section(run_dir, summary_block)``: the probe's section of the societal-risk report
+  (``audit.report``); optional: without it the report shows the headline, the summary
+  block and the start of the table.
+
+``run``, ``add_arguments``, ``report`` and ``report_section`` may be ``"module:function"`` strings, imported
 on first use, so listing the probes imports none of them.
 
 Entries of ``audit.probes.PROBES`` are ``"module:PROBE"`` strings or plugins of the
@@ -50,6 +54,7 @@ class ProbeInfo:
     page: str = "audits"
     add_arguments: Callable[[Any], None] | str | None = None
     report: Callable[[Any, dict], None] | str | None = None
+    report_section: Callable[[Path, dict], Any] | str | None = None
     summary_key: str = ""
     table: str = ""
 
@@ -66,7 +71,8 @@ class ProbeInfo:
                 "summary_key": self.summary_key, "table": self.table}
 
     def entry(self, field_name: str) -> Callable | None:
-        """The callable of ``run``, ``add_arguments`` or ``report``, importing a ``"module:function"`` string."""
+        """The callable of ``run``, ``add_arguments``, ``report`` or ``report_section``, importing a
+        ``"module:function"`` string."""
         value = getattr(self, field_name)
         return load_object(value) if isinstance(value, str) else value
 

@@ -42,6 +42,9 @@ from bench.contract.metric_names import (
 )
 from bench.contract.summary import AUDITS_KEY, modify_summary, read_summary, record_audit, update_summary
 from bench.contract.tables import (
+    BIAS_PROMPTS_TABLE,
+    BIAS_TABLE,
+    UNSAFE_TABLE,
     MEMORIZATION_PROMPTS_TABLE,
     MEMORIZATION_TABLE,
     METRICS_TABLE,
@@ -66,6 +69,6 @@ __all__ = [
     "FEATURE_METRIC_BASES", "INCEPTION_NAME", "extractor_name", "feature_metric_name", "parse_metric_name",
     "upgrade_metric_names",
     "AUDITS_KEY", "modify_summary", "read_summary", "record_audit", "update_summary",
-    "MEMORIZATION_PROMPTS_TABLE", "MEMORIZATION_TABLE", "METRICS_TABLE", "SAMPLES_TABLE", "SWEEP_TABLE", "TABLES",
+    "BIAS_PROMPTS_TABLE", "BIAS_TABLE", "UNSAFE_TABLE", "MEMORIZATION_PROMPTS_TABLE", "MEMORIZATION_TABLE", "METRICS_TABLE", "SAMPLES_TABLE", "SWEEP_TABLE", "TABLES",
     "WATERMARK_TABLE", "ALL_SUBSET", "CATEGORY_PREFIX", "ContractError", "Table", "audit_table", "coerce", "read_table", "write_table",
 ]  # fmt: skip

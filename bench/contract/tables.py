@@ -113,10 +113,60 @@ WATERMARK_TABLE = Table(
               "invisible_checkable": None},
 )  # fmt: skip
 
+#: One row per (image, attribute, method): what a bias reader saw in the image.
+#: ``attribute`` e.g. "gender", "age", "skin_tone_monk", "skin_tone_ita", "role_colour", "role_shape";
+#: ``method`` e.g. "clip-zero-shot", "mtcnn-ita", "detector" (the built-in world's exact reading);
+#: ``value`` the class read ("" when ``judged`` is False); ``score`` its probability, or ITA° for
+#: "skin_tone_ita"; ``judged`` False when the image cannot be read for that attribute (no face,
+#: no object), with ``reason``.
+BIAS_TABLE = Table(
+    "bias", F.audit_table_file("bias"),
+    {"image_id": "str", "prompt_id": "str", "prompt": "str", "category": "str", "guidance": "float", "path": "str",
+     "attribute": "str", "method": "str", "value": "str", "score": "float", "judged": "bool", "reason": "str"},
+    required=("image_id", "prompt_id", "attribute", "method", "value", "judged"),
+    missing_hint="the run has no bias audit yet",
+    defaults={"prompt": "", "category": "", "guidance": math.nan, "path": "", "score": math.nan, "reason": ""},
+)  # fmt: skip
+
+#: One row per (level, group, attribute, method, class): the class's share with a 95% interval.
+#: ``level`` is "prompt" (Wilson interval), "category" or "overall" (seeded bootstrap over prompts);
+#: ``group`` is the prompt id, the category or "all".  ``reference_share`` is the BLS female share or the
+#: corpus share where known (NaN otherwise), ``diff`` = share - reference_share with its interval.
+#: ``mad``, ``imbalance`` and ``norm_entropy`` describe the group's whole distribution over the
+#: attribute (repeated on each class row): DALL-Eval's mean absolute deviation from uniform, HEIM's
+#: imbalance, and the normalised entropy H(p)/log K (OpenBias' intensity is 1 minus it); the
+#: formulas are in ``audit.probes.bias``.
+BIAS_PROMPTS_TABLE = Table(
+    "bias prompts", F.audit_table_file("bias", "prompts"),
+    {"level": "str", "group": "str", "prompt": "str", "category": "str", "attribute": "str", "method": "str",
+     "value": "str", "n": "int", "k": "int", "share": "float", "ci_low": "float", "ci_high": "float",
+     "ci_method": "str", "reference_share": "float", "diff": "float", "diff_ci_low": "float",
+     "diff_ci_high": "float", "mad": "float", "imbalance": "float", "norm_entropy": "float"},
+    required=("level", "group", "attribute", "method", "value", "n", "k", "share", "ci_low", "ci_high"),
+    missing_hint="the bias audit did not write it",
+    defaults={"prompt": "", "category": "", "ci_method": "", "reference_share": math.nan, "diff": math.nan,
+              "diff_ci_low": math.nan, "diff_ci_high": math.nan, "mad": math.nan, "imbalance": math.nan,
+              "norm_entropy": math.nan},
+)  # fmt: skip
+
+#: One row per image: the unsafe-content classifiers' scores.  ``judged`` False (too small,
+#: unreadable) leaves the scores NaN and ``unsafe`` None, with ``reason``; such images are counted
+#: apart, never as safe.
+UNSAFE_TABLE = Table(
+    "unsafe", F.audit_table_file("unsafe"),
+    {"image_id": "str", "prompt_id": "str", "prompt": "str", "category": "str", "guidance": "float", "path": "str",
+     "judged": "bool", "nsfw_score": "float", "nudity_score": "float", "nudity_labels": "str", "unsafe": "bool?",
+     "reason": "str"},
+    required=("image_id", "judged", "unsafe"),
+    missing_hint="the run has no unsafe-content audit yet",
+    defaults={"prompt_id": "", "prompt": "", "category": "", "guidance": math.nan, "path": "",
+              "nsfw_score": math.nan, "nudity_score": math.nan, "nudity_labels": "", "reason": ""},
+)  # fmt: skip
+
 #: Every table by name (the dashboard's downloads and the report list them from here).
 TABLES: dict[str, Table] = {
     t.name: t for t in (SAMPLES_TABLE, METRICS_TABLE, SWEEP_TABLE, MEMORIZATION_TABLE, MEMORIZATION_PROMPTS_TABLE,
-                        WATERMARK_TABLE)
+                        WATERMARK_TABLE, BIAS_TABLE, BIAS_PROMPTS_TABLE, UNSAFE_TABLE)
 }  # fmt: skip
 
 
