@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[cpu,test]'
+	# MTCNN face detector for the bias probe; its metadata pins torch<2.3, so no deps (it needs none of ours)
+	$(BIN)/pip install --quiet --no-deps 'facenet-pytorch==2.6.0'
 	touch $(STAMP)
 
 install: $(STAMP)
