@@ -20,5 +20,7 @@ def _as_probe(entry) -> ProbeInfo:
 PROBES: Registry[ProbeInfo] = Registry("audit probe", entry_point_group="t2i_audit.probes", check=_as_probe)
 PROBES.add("memorization", "audit.probes.memorization:PROBE")
 PROBES.add("watermark", "audit.probes.watermark:PROBE")
+PROBES.add("bias", "audit.probes.bias:PROBE")
+PROBES.add("unsafe", "audit.probes.unsafe:PROBE")
 
 __all__ = ["PROBES", "ProbeInfo", "load_run_samples"]
