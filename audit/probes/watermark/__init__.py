@@ -18,4 +18,5 @@ PROBE = ProbeInfo(
     run="audit.probes.watermark.cli:run_probe",
     add_arguments="audit.probes.watermark.cli:add_arguments",
     report="audit.probes.watermark.cli:report",
+    report_section="audit.report.sections:watermark_section",
 )

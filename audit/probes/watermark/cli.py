@@ -14,7 +14,7 @@ from audit.probes.watermark.run import DEFAULT_K, DEFAULT_PROBE_FEATURES, PROBE_
 from audit.probes.watermark.classifier import ProbeConfig
 
 EPILOG = f"""examples:
-  # the built-in world: the probe (on {DEFAULT_PROBE_FEATURES} features) is trained on first use, then cached
+  # the built-in world: the default probe head (on {DEFAULT_PROBE_FEATURES} features) ships with the package
   t2i-audit watermark runs/demo
   # the probe on the CLIP's own embeddings instead (any CLIP backbone)
   t2i-audit watermark runs/demo --probe-features {PROBE_ON_CLIP}
