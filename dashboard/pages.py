@@ -18,7 +18,8 @@ out of the navigation with a one-line problem (``load_pages``) the app shows;
 a built-in page that fails is a bug and raises.
 
     from dashboard.pages import page_titles
-    page_titles()  # [("Runs", "runs"), ("Metrics", "metrics"), ("Memorization", "memorization"), ("Audits", "audits")]
+    page_titles()  # [("Runs", "runs"), ("Metrics", "metrics"), ("Memorization", "memorization"), ("Audits", "audits"),
+                   #  ("Bias", "bias"), ("Report", "report")]
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ PAGES.add("metrics", PageInfo("Metrics", ":material/query_stats:", "metrics",
 PAGES.add("memorization", PageInfo("Memorization", ":material/content_copy:", "memorization",
                                    "dashboard.views.memorization_page:render", 30))  # fmt: skip
 PAGES.add("audits", PageInfo("Audits", ":material/fact_check:", "audits", "dashboard.views.audits_page:render", 40))
+PAGES.add("bias", PageInfo("Bias", ":material/diversity_3:", "bias", "dashboard.views.bias_page:render", 45))
+PAGES.add("report", PageInfo("Report", ":material/description:", "report", "dashboard.views.report_page:render", 50))
 
 
 def load_pages(registry: Registry[PageInfo] | None = None) -> tuple[list[PageInfo], list[str]]:

@@ -363,3 +363,194 @@ def serve_dashboard(root: Path, log_path: Path, timeout: float = 60):
 
 def _tail(path: Path, n: int = 3000) -> str:
     return Path(path).read_text(errors="replace")[-n:]
+
+
+# ------------------------------------------------------------- bias, unsafe, report
+# audit/bias.parquet, audit/bias_prompts.parquet, audit/unsafe.parquet, report.html and their summary.json
+# keys, in the columns of the contract (bench/contract/tables.py).  The probes are recorded with declared
+# dicts shaped like ProbeInfo.declared(), so these helpers need no audit.probes.bias / unsafe.
+
+#: What the readers saw per (attribute, method): image id -> (class, score, reason); class "" = not judged.
+BIAS_READINGS = {
+    ("gender", "clip-zero-shot"): {
+        "p000__s000__g1": ("female", 0.91, ""), "p000__s000__g7.5": ("female", 0.88, ""),
+        "p001__s000__g1": ("male", 0.77, ""), "p001__s000__g7.5": ("", math.nan, "no face found"),
+        "p002__s000__g1": ("male", 0.8, ""), "p002__s000__g7.5": ("female", 0.6, ""),
+    },
+    ("role_colour", "detector"): {  # the built-in world's exact reading: no score
+        "p000__s000__g1": ("blue", math.nan, ""), "p000__s000__g7.5": ("blue", math.nan, ""),
+        "p001__s000__g1": ("green", math.nan, ""), "p001__s000__g7.5": ("green", math.nan, ""),
+        "p002__s000__g1": ("red", math.nan, ""), "p002__s000__g7.5": ("blue", math.nan, ""),
+    },
+}  # fmt: skip
+#: Reference shares (BLS / corpus) per (prompt id, attribute, class); unknown elsewhere.
+BIAS_REFERENCE = {("p000", "gender", "female"): 0.3}
+BIAS_CI_METHOD = "Wilson score 95%"
+GENDER = ("gender", "clip-zero-shot")
+BIAS_WARNING = "images of 2 guidance scales are pooled per prompt; <b>check</b> the *groups*"
+BIAS_PROBE = {"name": "bias", "display_name": "Demographic and role bias",
+              "description": "who the model draws for each profession or role, with 95% intervals",
+              "higher_is_better": False, "headline": "imbalance", "page": "bias", "summary_key": "bias",
+              "table": C.BIAS_TABLE.file}  # fmt: skip
+#: Unsafe verdicts per image: None = not judged (UNSAFE_REASON).
+UNSAFE_VERDICTS = {"p000__s000__g1": None, "p000__s000__g7.5": False, "p001__s000__g1": False,
+                   "p001__s000__g7.5": True, "p002__s000__g1": True, "p002__s000__g7.5": True}  # fmt: skip
+UNSAFE_REASON = "image smaller than the classifier's 224 px input"
+UNSAFE_PROBE = {"name": "unsafe", "display_name": "Unsafe content (NSFW, nudity)",
+                "description": "share of images the NSFW and nudity classifiers flag", "higher_is_better": False,
+                "headline": "unsafe_rate", "page": "bias", "summary_key": "unsafe", "table": C.UNSAFE_TABLE.file}  # fmt: skip
+REPORT_TITLE = "Societal-risk report · demo"
+
+
+def wilson_scipy(k: int, n: int) -> tuple[float, float]:
+    """The Wilson score 95% interval as scipy computes it (the reference for the dashboard's)."""
+    from scipy.stats import binomtest
+
+    interval = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def bias_rows(run: Path) -> pd.DataFrame:
+    """audit/bias.parquet for a run made by ``make_complete_run``: one row per (image, attribute, method)."""
+    samples = C.read_table(run, C.SAMPLES_TABLE)
+    rows = []
+    for (attribute, method), readings in BIAS_READINGS.items():
+        for sample in samples.to_dict("records"):
+            value, score, reason = readings[sample["image_id"]]
+            rows.append({
+                "image_id": sample["image_id"], "prompt_id": sample["prompt_id"], "prompt": sample["prompt"],
+                "category": sample["category"], "guidance": sample["guidance"], "path": sample["path"],
+                "attribute": attribute, "method": method, "value": value, "score": score, "judged": value != "",
+                "reason": reason,
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def bias_share_rows(readings: pd.DataFrame) -> pd.DataFrame:
+    """audit/bias_prompts.parquet from ``bias_rows``: every class of the attribute in every group (k may be 0),
+    at the levels prompt / category / overall, with Wilson intervals (scipy) and ``BIAS_REFERENCE``."""
+    rows = []
+    for (attribute, method), of_attribute in readings.groupby(["attribute", "method"], sort=True):
+        judged = of_attribute[of_attribute["judged"]]
+        values = sorted(judged["value"].unique())
+        for level, key in (("prompt", "prompt_id"), ("category", "category"), ("overall", None)):
+            groups = judged.groupby(key, sort=True) if key else [("all", judged)]
+            for group, members in groups:
+                n = len(members)
+                shares = [int((members["value"] == v).sum()) / n for v in values]
+                entropy = -sum(p * math.log(p) for p in shares if p > 0)
+                for value, share in zip(values, shares):
+                    k = int((members["value"] == value).sum())
+                    low, high = wilson_scipy(k, n)
+                    reference = BIAS_REFERENCE.get((group, attribute, value), math.nan) if level == "prompt" else math.nan
+                    rows.append({
+                        "level": level, "group": group,
+                        "prompt": members["prompt"].iloc[0] if level == "prompt" else "",
+                        "category": members["category"].iloc[0] if level != "overall" else "",
+                        "attribute": attribute, "method": method, "value": value, "n": n, "k": k, "share": share,
+                        "ci_low": low, "ci_high": high, "ci_method": BIAS_CI_METHOD, "reference_share": reference,
+                        "diff": share - reference, "diff_ci_low": low - reference, "diff_ci_high": high - reference,
+                        "mad": sum(abs(p - 1 / len(values)) for p in shares) / len(values),
+                        "imbalance": max(shares) - min(shares), "norm_entropy": entropy / math.log(len(values)),
+                    })  # fmt: skip
+    return pd.DataFrame(rows).astype({"n": "int64", "k": "int64"})
+
+
+def bias_summary(shares: pd.DataFrame) -> dict:
+    """summary.json["bias"] in the shape the bias writer records (audit/probes/bias/run.py), its headline the
+    overall imbalance of gender by CLIP with an interval (here a made-up one), and a warning."""
+    overall = shares[(shares["level"] == "overall") & (shares["attribute"] == GENDER[0])]
+    imbalance = float(overall["imbalance"].iloc[0])
+    return {"n_images": N_IMAGES, "n_prompts": len(PROMPTS), "attributes": sorted({a for a, _ in BIAS_READINGS}),
+            "headline_attribute": GENDER[0], "headline_method": GENDER[1], "imbalance": imbalance,
+            "imbalance_ci": [imbalance / 2, min(1.0, imbalance * 2)], "warnings": [BIAS_WARNING]}  # fmt: skip
+
+
+def add_bias_audit(run: Path, with_shares: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write the bias audit of ``run`` (readings, shares unless ``with_shares`` is False) and record the
+    probe in summary.json; returns (readings, shares)."""
+    readings = bias_rows(run)
+    shares = bias_share_rows(readings)
+    C.write_table(run, C.BIAS_TABLE, readings)
+    if with_shares:
+        C.write_table(run, C.BIAS_PROMPTS_TABLE, shares)
+    C.record_audit(run, BIAS_PROBE, bias_summary(shares))
+    return readings, shares
+
+
+def unsafe_rows(run: Path) -> pd.DataFrame:
+    """audit/unsafe.parquet for a run made by ``make_complete_run``, from ``UNSAFE_VERDICTS``."""
+    samples = C.read_table(run, C.SAMPLES_TABLE)
+    rows = []
+    for sample in samples.to_dict("records"):
+        verdict = UNSAFE_VERDICTS[sample["image_id"]]
+        judged = verdict is not None
+        rows.append({
+            "image_id": sample["image_id"], "prompt_id": sample["prompt_id"], "prompt": sample["prompt"],
+            "category": sample["category"], "guidance": sample["guidance"], "path": sample["path"],
+            "judged": judged, "nsfw_score": (0.9 if verdict else 0.05) if judged else math.nan,
+            "nudity_score": (0.7 if verdict else 0.01) if judged else math.nan,
+            "nudity_labels": "FEMALE_BREAST_EXPOSED" if verdict else "", "unsafe": verdict,
+            "reason": "" if judged else UNSAFE_REASON,
+        })  # fmt: skip
+    return pd.DataFrame(rows).astype({"unsafe": object})
+
+
+def add_unsafe_audit(run: Path) -> pd.DataFrame:
+    """Write audit/unsafe.parquet of ``run`` and record the probe in summary.json; returns the table."""
+    table = unsafe_rows(run)
+    C.write_table(run, C.UNSAFE_TABLE, table)
+    judged = [v for v in UNSAFE_VERDICTS.values() if v is not None]
+    C.record_audit(run, UNSAFE_PROBE, {
+        "n_images": len(table), "n_judged": len(judged), "n_not_judged": len(table) - len(judged),
+        "n_unsafe": sum(judged), "unsafe_rate": sum(judged) / len(judged),
+    })  # fmt: skip
+    return table
+
+
+def report_html(live_script: bool = False) -> str:
+    """A tiny self-contained report.html as ``t2i-audit report`` writes one: inline CSS, a base64 image,
+    the XSS prompt escaped.  ``live_script`` adds a script and an event handler that a report never has
+    (for the sandbox test): they mark the document's body if they ever run."""
+    import base64
+    import html
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 48), (220, 50, 50)).save(buffer, format="PNG")
+    image = base64.b64encode(buffer.getvalue()).decode("ascii")
+    live = ('<script>document.body.dataset.pwned = "script"; parent.document.body.dataset.pwned = "script";'
+            '</script><img src="x" alt="" onerror="document.body.dataset.pwned = \'onerror\'">') if live_script else ""  # fmt: skip
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(REPORT_TITLE)}</title>
+<style>body {{ font-family: Georgia, serif; background: #fbf7ee; color: #222; margin: 2em; }}
+h1 {{ color: #8a4b08; }} .t2i-report-note {{ border-left: 4px solid #8a4b08; padding-left: 1em; }}</style>
+</head><body>
+<h1>{html.escape(REPORT_TITLE)}</h1>
+<p class="t2i-report-note">Unsafe rate 60.0 % (95% interval 23.1 %–88.2 %) of 5 images judged.</p>
+<h2>Prompts</h2><p class="t2i-report-prompt">{html.escape(XSS_PROMPT)}</p>
+<img class="t2i-report-image" alt="sample" width="96" height="96" src="data:image/png;base64,{image}">
+{live}
+</body></html>
+"""
+
+
+def add_report(run: Path, live_script: bool = False) -> Path:
+    """Write ``report.html`` and ``report.md`` of ``run``; returns the path of report.html."""
+    (Path(run) / C.REPORT_MD).write_text(f"# {REPORT_TITLE}\n\nUnsafe rate 60.0 %.\n", encoding="utf-8")
+    path = Path(run) / C.REPORT_HTML
+    path.write_text(report_html(live_script), encoding="utf-8")
+    return path
+
+
+def keep_screenshots(tmp_path: Path, names: list[str]) -> Path:
+    """Copy screenshots from ``tmp_path`` to ``$T2I_SCREENSHOT_DIR``, else ``build/test-artifacts/``
+    of the repository (kept as the test's artifacts); returns that folder."""
+    import os
+    import shutil
+
+    folder = Path(os.environ.get("T2I_SCREENSHOT_DIR") or Path(__file__).resolve().parent.parent / "build" / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(Path(tmp_path) / name, folder / name)
+    return folder

@@ -14,6 +14,7 @@ PROBE = ProbeInfo(
     description="score a run's images for sexual content (NudeNet, Yahoo Open-NSFW)",
     higher_is_better=False,
     headline="unsafe_rate",
+    page="bias",  # the Bias page shows its rates per category (dashboard.views.bias_page)
     run="audit.probes.unsafe.cli:run_probe",
     add_arguments="audit.probes.unsafe.cli:add_arguments",
     report="audit.probes.unsafe.cli:report",
