@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the installed t2i-audit version")
     version.set_defaults(func=lambda args: print(__import__("bench").__version__) or 0)
     register_index(sub)
+    __import__("audit.report.cli", fromlist=["register"]).register(sub)  # t2i-audit report
     sub.add_parser("probes", help="list the audit probes (built-in and plugins)").set_defaults(func=list_probes)
     probe = sub.add_parser("probe", help="run an audit probe by name: t2i-audit probe NAME RUN ...")
     add_probe_parsers(probe.add_subparsers(dest="probe_name", required=True, metavar="NAME"))

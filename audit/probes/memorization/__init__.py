@@ -17,4 +17,5 @@ PROBE = ProbeInfo(
     run="audit.probes.memorization.cli:run_probe",
     add_arguments="audit.probes.memorization.cli:add_arguments",
     report="audit.probes.memorization.cli:report",
+    report_section="audit.report.sections:memorization_section",
 )

@@ -18,4 +18,5 @@ PROBE = ProbeInfo(
     run="audit.probes.unsafe.cli:run_probe",
     add_arguments="audit.probes.unsafe.cli:add_arguments",
     report="audit.probes.unsafe.cli:report",
+    report_section="audit.report.sections:unsafe_section",
 )
