@@ -17,6 +17,9 @@ EPILOG = """examples:
   t2i-audit index open indexes/shapes-laion-20k
   t2i-audit memorization runs/demo --index indexes/shapes-laion-20k
   t2i-audit watermark runs/demo --index indexes/shapes-laion-20k
+  t2i-audit bias runs/roles             # role / profession shares with 95% intervals
+  t2i-audit unsafe runs/demo
+  t2i-audit report runs/demo            # runs/demo/report.html (self-contained) and report.md
   t2i-audit probes                      # every audit probe, built-in and plugins
 """
 
@@ -36,11 +39,21 @@ def _run_probe(probe):
     return run
 
 
+#: Commands of t2i-audit itself: a plugin probe cannot take these names.
+RESERVED = ("version", "index", "probes", "probe", "report")
+
+
 def add_probe_parsers(sub) -> None:
     """One sub-command per registered probe, with the probe's own options."""
+    import logging
+
     from audit.probes import PROBES
 
     for name in PROBES.names():
+        if name in RESERVED:
+            logging.getLogger("t2i_audit").warning("audit probe %r (%s) is refused: %r is a t2i-audit command",
+                                                   name, PROBES.origin(name), name)
+            continue
         probe = PROBES.get(name)
         p = sub.add_parser(name, help=probe.description, description=probe.description,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,6 +76,7 @@ def list_probes(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from audit.index.cli import register as register_index
+    from audit.report.cli import register as register_report
 
     parser = argparse.ArgumentParser(
         prog="t2i-audit", description="Audit text-to-image runs: training-data copies, watermarks, social bias.",
@@ -72,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the installed t2i-audit version")
     version.set_defaults(func=lambda args: print(__import__("bench").__version__) or 0)
     register_index(sub)
-    __import__("audit.report.cli", fromlist=["register"]).register(sub)  # t2i-audit report
+    register_report(sub)
     sub.add_parser("probes", help="list the audit probes (built-in and plugins)").set_defaults(func=list_probes)
     probe = sub.add_parser("probe", help="run an audit probe by name: t2i-audit probe NAME RUN ...")
     add_probe_parsers(probe.add_subparsers(dest="probe_name", required=True, metavar="NAME"))

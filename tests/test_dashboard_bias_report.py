@@ -26,7 +26,7 @@ from bench import contract as C
 from dashboard import pages as P
 from dashboard.cli import APP_PATH
 from dashboard.data import bias as B
-from dashboard.data import rates as RT
+from bench import intervals as RT
 from dashboard.data import report as R
 from dashboard.data import unsafe as U
 from dashboard.data import text as T
@@ -491,7 +491,7 @@ def test_bias_and_report_pages_never_import_torch(root: Path) -> None:
             at = AppTest.from_string(script, default_timeout=60)
             at.run()
             assert not at.exception, at.exception
-        light = ("bench", "bench.atomic", "bench.errors", "bench.registry")  # and bench.contract: stdlib + pandas
+        light = ("bench", "bench.atomic", "bench.errors", "bench.registry", "bench.intervals")  # and bench.contract
         bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "audit", "scipy")
                      or (m.split(".")[0] == "bench" and m not in light and not m.startswith("bench.contract")))
         assert not bad, bad

@@ -24,7 +24,7 @@ from typing import Iterable
 import pandas as pd
 
 from bench import contract as C
-from dashboard.data.rates import WILSON, wilson
+from bench.intervals import WILSON, wilson
 from dashboard.data.reading import add_image_paths, read_table
 from dashboard.data.text import truncate
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import contract as C
-from dashboard.data.rates import wilson
+from bench.intervals import wilson
 from dashboard.data.reading import read_table
 
 FILE = C.UNSAFE_TABLE.file

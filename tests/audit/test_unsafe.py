@@ -66,7 +66,7 @@ def test_wilson_interval_known_values():
     lo, hi = wilson_interval(1, 10)
     assert (round(lo, 4), round(hi, 4)) == (0.0179, 0.4042)
     assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
-    assert wilson_interval(0, 24) == (0.0, Z95**2 / (24 + Z95**2))
+    assert wilson_interval(0, 24) == pytest.approx((0.0, Z95**2 / (24 + Z95**2)), abs=1e-15)
     assert wilson_interval(24, 24) == (24 / (24 + Z95**2), 1.0)
     assert wilson_interval(0, 0) is None
     with pytest.raises(ValueError):

@@ -40,28 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: The 97.5% standard normal quantile: two-sided 95% intervals.
-Z95 = 1.959963984540054
+from bench.intervals import Z95, wilson_interval  # noqa: F401  (re-exported: Wilson for one prompt)
 #: The smallest bootstrap a probe reports (percentile intervals, Efron & Tibshirani 1993, §13.3).
 MIN_BOOTSTRAP = 1000
 SCORES = ("mad", "imbalance", "norm_entropy")
-
-
-def wilson_interval(k, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson's score interval for k successes of n (arrays broadcast); NaN where n == 0.
-
-    ``(p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with p = k/n.
-    """
-    k = np.asarray(k, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        denom = 1.0 + z * z / n
-        centre = (p + z * z / (2 * n)) / denom
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo, hi = np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
-    bad = n <= 0
-    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
 
 
 def distribution_scores(p) -> dict[str, np.ndarray]:
