@@ -7,8 +7,13 @@ Runs after ``bench.demo`` (which made ``<runs>/demo``):
 2. generates (or resumes) ``<runs>/demo-audit``: the ``shapes-audit`` prompt
    set (iconic captions of the planted duplicates, fresh captions, the
    "stock photo of" cue with and without it, role words) on the built-in model;
-3. runs every registered audit probe (``audit.probes.PROBES``: memorization,
-   watermark, and any plugin) on both runs and prints the headline numbers.
+3. generates (or resumes) ``<runs>/demo-roles``: the role prompts of
+   ``shapes-audit``, 16 images each, for the bias probe;
+4. runs every registered audit probe (``audit.probes.PROBES``: memorization,
+   watermark, bias, unsafe, and any plugin) on the three runs, prints the headline
+   numbers and, for each role, the planted corpus share beside the generated share
+   read by the detector and by CLIP, with intervals;
+5. writes the societal-risk report of each run (``<run>/report.html``, ``report.md``).
 
 Every step reuses what an earlier run of the demo left, so a second run is fast.
 """
@@ -28,6 +33,12 @@ from bench.runspec import RunSpec
 
 INDEX_SOURCE = "shapes-laion:20000"
 AUDIT_IMAGES_PER_PROMPT = 2
+#: Images per role prompt for the bias probe: 16 puts a Wilson interval of a unanimous share at
+#: [0.81, 1] (the issue asks for 8 or more per prompt; 6 roles x 16 = 96 images, ~20 s on 2 cores).
+ROLE_IMAGES_PER_PROMPT = 16
+#: What every probe is given; a probe takes the options it knows (the demo index for the copy and
+#: watermark probes; the built-in world's role attribute for the bias probe).
+DEMO_OPTIONS = {"attributes": "role"}
 
 
 def ensure_index(folder: Path):
@@ -43,12 +54,42 @@ def ensure_index(folder: Path):
 
 
 def audit_run(run: Path, index) -> dict:
-    """Every registered probe on ``run`` (each gets the demo index as its ``index`` option); the summary."""
+    """Every registered probe on ``run`` (with the demo index and ``DEMO_OPTIONS``); the summary.
+
+    A probe that does not apply to the run (e.g. the bias probe on a run without role prompts)
+    says why in one line, and the others go on."""
     from audit.probes import PROBES
 
     for name in PROBES.names():
-        PROBES.get(name)(run, {"index": index})
+        try:
+            PROBES.get(name)(run, {"index": index, **DEMO_OPTIONS})
+        except UserError as exc:
+            print(f"{run}: {name} not run: {exc}")
     return C.read_summary(run)
+
+
+def _share(triple) -> str:
+    """"0.80 [0.65, 0.90]" from a (value, low, high) triple, "n/a" when absent."""
+    if not triple or triple[0] is None:
+        return "n/a"
+    value, low, high = triple
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def print_role_table(summary: dict) -> None:
+    """For each role: planted corpus share, generated share by the detector and by CLIP, with intervals."""
+    calibration = (summary.get("bias") or {}).get("calibration") or {}
+    roles = calibration.get("roles") or []
+    if not roles:
+        return
+    print("bias (role prompts; share of the value the corpus skews towards, 95% Wilson intervals):")
+    print(f"  {'role':<12} {'attribute':<16} {'corpus':>6}  {'detector (truth)':<19} {'CLIP (same images)':<19} "
+          f"within {calibration.get('tolerance', 0.05):.2f}")
+    for r in roles:
+        ok = {True: "yes", False: "NO"}.get(r.get("within_tolerance"), "-")
+        print(f"  {r['role']:<12} {r['dimension'] + ' ' + r['major']:<16} {r['corpus_share']:>6.2f}  "
+              f"{_share(r.get('detector_share')):<19} {_share(r.get('clip_share_same_images')):<19} {ok}"
+              f"   (n={r.get('n_detected')}/{r.get('n_images')} read)")
 
 
 def copy_rates_by_category(run: Path) -> dict[str, float]:
@@ -69,6 +110,7 @@ def main(argv=None) -> int:
     setup_cli_output()
     runs = Path(args.runs)
     demo_run, audit_dir, index_dir = runs / "demo", runs / "demo-audit", runs / "demo-index"
+    roles_dir = runs / "demo-roles"
     try:
         if not (demo_run / C.SAMPLES).is_file():
             raise UserError(f"{demo_run} has no images yet: run `python -m bench.demo --runs {runs}` first")
@@ -76,7 +118,12 @@ def main(argv=None) -> int:
         spec = RunSpec(out=str(audit_dir), model=DEFAULT_MODEL, prompts="shapes-audit", guidance=(7.5,),
                        images_per_prompt=AUDIT_IMAGES_PER_PROMPT, steps=20, batch_size=24)
         generate(spec)
-        summaries = {run: audit_run(run, index) for run in (demo_run, audit_dir)}
+        generate(RunSpec(out=str(roles_dir), model=DEFAULT_MODEL, prompts="shapes-audit", categories=("role",),
+                         guidance=(7.5,), images_per_prompt=ROLE_IMAGES_PER_PROMPT, steps=20, batch_size=24))
+        summaries = {run: audit_run(run, index) for run in (demo_run, audit_dir, roles_dir)}
+        from audit.report import build_report, write_report
+
+        reports = [write_report(build_report(run), run / C.REPORT_HTML, run / C.REPORT_MD)[0] for run in summaries]
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -85,8 +132,9 @@ def main(argv=None) -> int:
     for run, summary in summaries.items():
         for name, probe in summary.get(C.AUDITS_KEY, {}).items():
             if name not in ("memorization", "watermark"):  # the built-in probes get their own line below
-                print(f"{run}: {probe['display_name']}: {probe['headline']} "
-                      f"{summary.get(probe['summary_key'], {}).get(probe['headline'])}")
+                value = summary.get(probe["summary_key"], {}).get(probe["headline"])
+                shown = f"{value:.3f}" if isinstance(value, float) else value
+                print(f"{run}: {probe['display_name']}: {probe['headline']} {shown}")
         mem, wm = summary["memorization"], summary["watermark"]
         invisible = ("not checkable (images under 256 px)" if wm["invisible_rate"] is None
                      else f"{wm['invisible_rate']:.3f}")
@@ -96,8 +144,10 @@ def main(argv=None) -> int:
     visible = visible_rates_by_category(audit_dir)
     print("  copy rate by category     : " + ", ".join(f"{c} {v:.2f}" for c, v in sorted(copies.items())))
     print("  visible watermark by cat. : " + ", ".join(f"{c} {v:.2f}" for c, v in sorted(visible.items())))
-    print("outputs  : <run>/audit/memorization.parquet, memorization_prompts.parquet, watermark.parquet, neighbours/")
-    print(f"dashboard: .venv/bin/t2i-dashboard --runs {args.runs}   (Memorization page)")
+    print_role_table(summaries[roles_dir])
+    print("outputs  : <run>/audit/<probe>.parquet (memorization, watermark, bias, unsafe), neighbours/")
+    print("reports  : " + ", ".join(str(p) for p in reports))
+    print(f"dashboard: .venv/bin/t2i-dashboard --runs {args.runs}   (Memorization, Audits, Bias and Report pages)")
     return 0
 
 
