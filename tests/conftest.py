@@ -23,6 +23,20 @@ def run_cli(*args: str, timeout: int = 300, cwd: Path | None = None) -> subproce
     )
 
 
+#: Debian's Chromium, which `make browser` installs for the dashboard's browser tests.
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """Chromium's path; skip without it on a dev machine, fail on CI (env CI set)."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing on CI; install it with 'make browser'")
+    pytest.skip(f"{CHROMIUM} not installed (run 'make browser'); browser tests need it")
+
+
 @pytest.fixture
 def prompt_file(tmp_path: Path) -> Path:
     path = tmp_path / "prompts.txt"

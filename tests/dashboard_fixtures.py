@@ -554,3 +554,36 @@ def keep_screenshots(tmp_path: Path, names: list[str]) -> Path:
     for name in names:
         shutil.copy(Path(tmp_path) / name, folder / name)
     return folder
+
+
+#: What a dashboard page may load of ours: the contract, the registry, the intervals (no torch, no audit).
+LIGHT_BENCH_MODULES = ("bench", "bench.atomic", "bench.errors", "bench.registry", "bench.intervals")
+
+
+def heavy_modules_after_rendering(root: Path, pages: tuple[str, ...], min_images: int = 0) -> list[str]:
+    """Render ``dashboard.views.<page>`` for each page in a fresh process (AppTest) and return the modules it
+    loaded that a page must not: torch, scipy, anything of ``audit``, and ``bench`` beyond the light ones."""
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from streamlit.testing.v1 import AppTest
+        for page in {pages!r}:
+            script = ("from pathlib import Path\\n"
+                      f"from dashboard.views import {{page}}\\n{{page}}.render(Path({str(root)!r}))")
+            at = AppTest.from_string(script, default_timeout=60)
+            at.run()
+            assert not at.exception, at.exception
+            assert len(at.image) >= {min_images}, (page, len(at.image))
+        light = {LIGHT_BENCH_MODULES!r}
+        print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "audit", "scipy")
+                                or (m.split(".")[0] == "bench" and m not in light
+                                    and not m.startswith("bench.contract")))))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

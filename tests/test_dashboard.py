@@ -28,11 +28,11 @@ from dashboard.data import reading as IO
 from dashboard.data import samples as S
 from dashboard.data import text as T
 from dashboard_fixtures import (
+    LIGHT_BENCH_MODULES,
     FD, N_IMAGES, PRECISION, RECALL, SHA, XSS_PROMPT, legacy_metrics_rows, make_runs_root, metrics_rows, write_json,
 )  # fmt: skip
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture
@@ -397,8 +397,8 @@ def test_dashboard_never_imports_torch(root: Path) -> None:
         at.run()
         assert not at.exception, at.exception
         assert len(at.image) == {N_IMAGES}
-        # The Runs page needs bench's run-directory contract and registry only (stdlib + pandas).
-        light = ("bench", "bench.atomic", "bench.errors", "bench.registry")
+        # The Runs page needs bench's run-directory contract, registry and intervals only.
+        light = {LIGHT_BENCH_MODULES!r}
         bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "audit")
                      or (m.split(".")[0] == "bench" and m not in light and not m.startswith("bench.contract")))
         assert not bad, bad
@@ -434,14 +434,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def chromium() -> Path:
-    """Chromium's path; skip without it on a dev machine, fail on CI (env CI set)."""
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing on CI; install it with 'make browser'")
-    pytest.skip(f"{CHROMIUM} not installed (run 'make browser'); browser tests need it")
 
 
 @pytest.fixture

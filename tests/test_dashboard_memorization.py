@@ -28,13 +28,13 @@ from dashboard.data import samples as S
 from dashboard.data import text as T
 from dashboard.data import watermark as W
 from dashboard_fixtures import (
+    heavy_modules_after_rendering,
     COPIES, GUIDANCE, INDEX, INVISIBLE_MESSAGES, METHOD, N_IMAGES, N_NEIGHBOURS, NEIGHBOUR_PWATERMARK, NOT_CHECKABLE,
     PROMPTS, THRESHOLD_COSINE, THRESHOLD_DISTANCE, UNSAVED_RANK, VISIBLE_SCORES, WATERMARK_THRESHOLD, XSS_CAPTION,
     XSS_PROMPT, expected_copy_rates, make_audited_runs_root, memorization_summary, serve_dashboard,
 )  # fmt: skip
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 N_SAVED_NEIGHBOURS = N_NEIGHBOURS - 1  # one rank (UNSAVED_RANK) was not saved
 # A cold Streamlit session drawing 18 images on a loaded 2-core box takes well over 30 s.
 BROWSER_TIMEOUT_MS = 120_000
@@ -313,39 +313,12 @@ def test_runs_grid_shows_watermark_scores(root: Path, monkeypatch: pytest.Monkey
 
 def test_memorization_page_never_imports_torch(root: Path) -> None:
     """The Memorization page and the watermark grid load no torch or audit, and of bench only its contract."""
-    code = textwrap.dedent(
-        f"""
-        import sys
-        from streamlit.testing.v1 import AppTest
-        for page in ("memorization_page", "runs_page"):
-            script = ("from pathlib import Path\\n"
-                      f"from dashboard.views import {{page}}\\n{{page}}.render(Path({str(root)!r}))")
-            at = AppTest.from_string(script, default_timeout=60)
-            at.run()
-            assert not at.exception, at.exception
-            assert len(at.image) >= {N_IMAGES}
-        light = ("bench", "bench.atomic", "bench.errors", "bench.registry")  # and bench.contract: stdlib + pandas
-        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "audit")
-                     or (m.split(".")[0] == "bench" and m not in light and not m.startswith("bench.contract")))
-        assert not bad, bad
-        print("ok")
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+    assert heavy_modules_after_rendering(root, ("memorization_page", "runs_page"), min_images=N_IMAGES) == []
 
 
 # ------------------------------------------------------------ the browser
 
 
-@pytest.fixture
-def chromium() -> Path:
-    """Chromium's path; skip without it on a dev machine, fail on CI (env CI set)."""
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing on CI; install it with 'make browser'")
-    pytest.skip(f"{CHROMIUM} not installed (run 'make browser'); browser tests need it")
 
 
 @pytest.mark.browser
