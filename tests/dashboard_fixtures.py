@@ -587,3 +587,13 @@ def heavy_modules_after_rendering(root: Path, pages: tuple[str, ...], min_images
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+#: Flags for headless Chromium on these machines (their closed network refuses Chromium's background calls).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def launch_chromium(pw, chromium: Path):
+    """Debian's Chromium through Playwright, headless, with ``CHROMIUM_ARGS``."""
+    return pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)

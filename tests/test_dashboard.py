@@ -28,6 +28,7 @@ from dashboard.data import reading as IO
 from dashboard.data import samples as S
 from dashboard.data import text as T
 from dashboard_fixtures import (
+    launch_chromium,
     LIGHT_BENCH_MODULES,
     FD, N_IMAGES, PRECISION, RECALL, SHA, XSS_PROMPT, legacy_metrics_rows, make_runs_root, metrics_rows, write_json,
 )  # fmt: skip
@@ -481,11 +482,7 @@ def test_browser_runs_and_metrics_pages(chromium: Path, served_app: str, tmp_pat
     expect.set_options(timeout=180_000)  # a cold Streamlit session on a busy 2-core box is slow
     dialogs: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(chromium),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
+        browser = launch_chromium(pw, chromium)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
             page.set_default_timeout(180_000)

@@ -31,6 +31,7 @@ from dashboard.data import report as R
 from dashboard.data import unsafe as U
 from dashboard.data import text as T
 from dashboard_fixtures import (
+    launch_chromium,
     heavy_modules_after_rendering,
     BIAS_PROBE, BIAS_READINGS, BIAS_REFERENCE, BIAS_WARNING, GENDER, N_IMAGES, PROMPTS, REPORT_TITLE, UNSAFE_REASON, UNSAFE_VERDICTS,
     XSS_PROMPT, add_bias_audit, add_report, add_unsafe_audit, keep_screenshots, make_audited_runs_root, serve_dashboard,
@@ -497,11 +498,7 @@ def test_browser_bias_and_report_pages(chromium: Path, root: Path, tmp_path: Pat
     expect.set_options(timeout=BROWSER_TIMEOUT_MS)
     dialogs: list[str] = []
     with serve_dashboard(root, tmp_path / "streamlit.log") as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(chromium),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
+        browser = launch_chromium(pw, chromium)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
             page.set_default_timeout(BROWSER_TIMEOUT_MS)

@@ -28,6 +28,7 @@ from dashboard.data import samples as S
 from dashboard.data import text as T
 from dashboard.data import watermark as W
 from dashboard_fixtures import (
+    launch_chromium,
     heavy_modules_after_rendering,
     COPIES, GUIDANCE, INDEX, INVISIBLE_MESSAGES, METHOD, N_IMAGES, N_NEIGHBOURS, NEIGHBOUR_PWATERMARK, NOT_CHECKABLE,
     PROMPTS, THRESHOLD_COSINE, THRESHOLD_DISTANCE, UNSAVED_RANK, VISIBLE_SCORES, WATERMARK_THRESHOLD, XSS_CAPTION,
@@ -328,11 +329,7 @@ def test_browser_memorization_page(chromium: Path, root: Path, tmp_path: Path) -
     expect.set_options(timeout=BROWSER_TIMEOUT_MS)
     dialogs: list[str] = []
     with serve_dashboard(root, tmp_path / "streamlit.log") as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(chromium),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
+        browser = launch_chromium(pw, chromium)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
             page.set_default_timeout(BROWSER_TIMEOUT_MS)
