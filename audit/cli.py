@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     from audit.index.cli import register as register_index
     from audit.report.cli import register as register_report
 
-    parser = argparse.ArgumentParser(
+    from bench.cli import OneLineArgumentParser
+
+    parser = OneLineArgumentParser(
         prog="t2i-audit", description="Audit text-to-image runs: training-data copies, watermarks, social bias.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )

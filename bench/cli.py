@@ -39,6 +39,23 @@ IMPORT_EPILOG = """examples:
 """
 
 
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one ``error:`` line with exit code 2, not its usage block.
+
+    Sub-command parsers inherit the class (``add_subparsers`` uses the parent's type)."""
+
+    def error(self, message: str):
+        import difflib
+        import re
+
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad:  # "did you mean" for a misspelt sub-command
+            choices = re.findall(r"'([^']*)'", bad.group(2))
+            close = difflib.get_close_matches(bad.group(1), choices, n=1, cutoff=0.6)
+            message += f"; did you mean '{close[0]}'?" if close else ""
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
 def parse_float_list(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
@@ -237,7 +254,7 @@ def run_reference(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from bench.cli_prompts import add_prompts_parser
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="t2i-bench", description="Benchmark text-to-image models: prompt sets, generation, run directories.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -126,3 +126,13 @@ def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
     mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
     assert mode(tmp_path / "a.json") == mode(tmp_path / "b.json")
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_usage_mistakes_are_one_error_line_with_exit_code_2():
+    for argv, needle in ((["-m", "bench.cli", "generate", "--steps", "abc", "--out", "x"], "invalid int value: 'abc'"),
+                         (["-m", "audit.cli", "memorisation", "x"], "did you mean 'memorization'?"),
+                         (["-m", "audit.cli", "unsafe"], "arguments are required: run")):
+        result = run_cli(*argv)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith("error: ") and needle in lines[0] and "--help" in lines[0]

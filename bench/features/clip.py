@@ -122,7 +122,7 @@ class OpenClipExtractor(TorchExtractor):
                 except Exception as e:
                     raise UserError(
                         f"weights of open_clip {model} / {pretrained} are not available offline ({_first_line(e)}): "
-                        f"download the checkpoint elsewhere and pass its path as pretrained (--clip-pretrained PATH)"
+                        f"download the checkpoint elsewhere and name its path after the model, e.g. --clip {model}@/path/to/checkpoint"
                     ) from e
                 self.name = f"clip-{model}-{pretrained}"
             self.weights_sha256 = cached_sha256_file(ckpt)

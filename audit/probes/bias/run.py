@@ -502,11 +502,7 @@ def audit_bias(run, *, attributes: str | Sequence[str] | None = AUTO, clip: str 
     if spec is not None:
         from bench.features import get_extractor
 
-        try:
-            extractor = get_extractor(spec)  # an uncached backbone fails here, before any image is read
-        except UserError as exc:  # bench's hint names t2i-bench's option; ours takes MODEL@PATH
-            raise UserError(str(exc).replace("(--clip-pretrained PATH)", "(--clip MODEL@/path/to/checkpoint)")) \
-                from exc
+        extractor = get_extractor(spec)  # an uncached backbone fails here, before any image is read
 
     pixels, n_bad = _read_pixels(run, samples, chosen, roles, progress)
     readable = np.array([not p["problem"] for p in pixels])
