@@ -8,6 +8,7 @@ process and returns its exit code.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import subprocess
 import sys
 import threading
@@ -73,6 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name or 0.0.0.0-like wildcard written otherwise: not provably local
+        return False
+
+
+def exposure_warning(host: str, port: int) -> str | None:
+    """One line warning that ``host`` is reachable from other machines, or None for a loopback address."""
+    if is_loopback(host):
+        return None
+    return (f"warning: --host {host} is not a loopback address: anyone who can reach this machine on port {port} "
+            "can browse the runs (no login); prefer 127.0.0.1 with an SSH tunnel")  # fmt: skip
+
+
 def _open_browser_when_ready(url: str, timeout: float = 30.0) -> None:
     """Open ``url`` in a browser once the server's health check answers."""
     deadline = time.monotonic() + timeout
@@ -97,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
+    warning = exposure_warning(args.host, args.port)
+    if warning:
+        print(warning, file=sys.stderr)
     url = f"http://{args.host}:{args.port}"
     print(f"t2i-dashboard: serving {runs.resolve()} on {url} (Ctrl-C to stop)", file=sys.stderr)
     if not args.headless:

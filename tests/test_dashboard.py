@@ -67,7 +67,8 @@ def test_discover_falls_back_to_mtime_and_lists_corrupt_manifests(root: Path) ->
     runs = D.discover_runs(root)
     assert [r.name for r in runs] == ["no-date", "demo", "half-done", "broken"]
     broken = runs[-1]
-    assert broken.error.startswith("manifest.json is not valid JSON") and broken.label == "broken (unreadable)"
+    assert broken.error.startswith("manifest.json is not valid JSON") and broken.label.startswith(
+        "broken (damaged: manifest.json is not valid JSON")
 
 
 def test_load_json_errors_are_strings(tmp_path: Path) -> None:

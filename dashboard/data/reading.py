@@ -81,3 +81,13 @@ def add_image_paths(df: pd.DataFrame, run_dir: Path, column: str = "path", prefi
     df[f"{prefix}exists"] = [bool(p) and p.is_file() for p in resolved]
     return df
 
+
+
+def missing_image_reason(rel: Any, abs_path: str) -> str:
+    """Why a listed image is not shown: refused (its path leaves the run directory) or not on disk.
+
+    ``abs_path`` is what ``add_image_paths`` wrote: "" when ``resolve_image`` refused ``rel``.
+    """
+    if isinstance(rel, str) and rel and not abs_path:
+        return "Image refused (its path lies outside the run directory)"
+    return "Image not on disk"

@@ -29,7 +29,7 @@ import streamlit as st
 from bench import contract as C
 from dashboard.data import memorization as MZ
 from dashboard.data.discovery import RunInfo
-from dashboard.data.reading import file_stamp, load_summary
+from dashboard.data.reading import file_stamp, load_summary, missing_image_reason
 from dashboard.data.samples import page_count, page_slice
 from dashboard.data.text import MISSING, escape_markdown, fact_table, format_rate, format_thresholds, to_number, truncate
 from dashboard.views.common import choose_run, runs_in_sidebar
@@ -244,7 +244,7 @@ def _show_image(exists: bool, abs_path: str, rel_path: str, caption: str) -> Non
         st.info(f"Image not saved by the audit\n\n{caption}")
         return
     if not exists:
-        st.warning(f"Image not on disk: {escape_markdown(rel_path)}\n\n{caption}")
+        st.warning(f"{missing_image_reason(rel_path, abs_path)}: {escape_markdown(rel_path)}\n\n{caption}")
         return
     try:
         st.image(abs_path, caption=caption, width="stretch")

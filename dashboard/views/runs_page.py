@@ -21,7 +21,7 @@ from bench import contract as C
 from dashboard.data import samples as S
 from dashboard.data import watermark as W
 from dashboard.data.discovery import run_problems
-from dashboard.data.reading import file_stamp, load_manifest, load_summary
+from dashboard.data.reading import file_stamp, load_manifest, load_summary, missing_image_reason
 from dashboard.data.text import caption_text, escape_markdown, fact_table, manifest_facts
 from dashboard.views.common import choose_run, runs_in_sidebar
 
@@ -146,7 +146,8 @@ def _render_image(row: dict) -> None:
     """One grid cell: the image with its caption, or a note when it cannot be shown."""
     caption = escape_markdown(caption_text(row))
     if not row["exists"]:
-        st.warning(f"Image not on disk: {escape_markdown(row['path'])}\n\n{caption}")
+        reason = missing_image_reason(row["path"], row["abs_path"])
+        st.warning(f"{reason}: {escape_markdown(row['path'])}\n\n{caption}")
         return
     try:
         st.image(row["abs_path"], caption=caption, width="stretch")
