@@ -175,6 +175,9 @@ def add_scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inception-weights", help="local pt_inception-2015-12-05 weights file")
     p.add_argument("--feature-batch-size", type=int, default=32)
     p.add_argument("--kid-subset-size", type=int, default=1000)
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for each metric's 95%% interval (0: no intervals; default 1000)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
 
 
 def score_spec_from_args(args, run: str):
@@ -182,7 +185,7 @@ def score_spec_from_args(args, run: str):
 
     return ScoreSpec(run=run, reference=args.reference, features=args.features,
                      clip=args.clip, batch_size=args.feature_batch_size, kid_subset_size=args.kid_subset_size,
-                     inception_weights=args.inception_weights)
+                     inception_weights=args.inception_weights, bootstrap=args.bootstrap, seed=args.bootstrap_seed)
 
 
 def run_score(args) -> int:
@@ -192,7 +195,7 @@ def run_score(args) -> int:
     table = score_run(score_spec_from_args(args, args.run), progress=not args.no_progress)
     overall = table[table.subset == "all"]
     with __import__("pandas").option_context("display.width", 200, "display.max_rows", 200):
-        print(overall[["metric", "guidance", "value", "n"]].to_string(index=False))
+        print(overall[["metric", "guidance", "value", "ci_low", "ci_high", "n", "n_for_1pct"]].to_string(index=False))
     print(f"metrics: {args.run}/{METRICS}")
     return 0
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,8 @@ class ScoreSpec:
     kid_subset_size: int = 1000
     pr_k: int = 3
     inception_weights: str | None = None
+    bootstrap: int = 1000  # resamples for the 95% intervals (0: no intervals); bench.metrics.bootstrap
+    seed: int = 0  # of the bootstrap
 
 
 @dataclass(frozen=True)
@@ -130,17 +133,20 @@ def _prompt_specs(manifest: dict) -> dict | None:
 
 
 def _run_metrics(metrics, stage: str, samples: pd.DataFrame, fields: dict, ref_label: str | None,
-                 options: dict) -> list[dict]:
+                 options: dict, boot=None) -> list[dict]:
     """metrics.parquet rows of every registered metric of ``stage``, for all images and per guidance scale.
 
     ``fields`` holds the pass's inputs for all of ``samples``: row-aligned ones
     (FeatureSets, arrays, lists) are cut to each group; the reference is shared.
+    With ``boot`` (``bench.metrics.bootstrap.Bootstrap``, resamples > 0) each metric that
+    declares an ``interval`` gets ci_low, ci_high, ci_method and n_for_1pct on its rows,
+    from a generator seeded by (seed, stage and metric name, group).
     """
     from bench.metrics import ScoreGroup
 
     shared = ("reference", "reference_stats", "specs")
     rows = []
-    for guidance, mask in _guidance_groups(samples):
+    for group_no, (guidance, mask) in enumerate(_guidance_groups(samples)):
         group = {}
         for name, value in fields.items():
             if value is None or name in shared:
@@ -154,10 +160,17 @@ def _run_metrics(metrics, stage: str, samples: pd.DataFrame, fields: dict, ref_l
         g = ScoreGroup(stage=stage, samples=samples[mask].reset_index(drop=True), options=options, **group)
         for _, metric in metrics:
             if metric.stage == stage and metric.applies(g):
-                for result in metric.compute(g):
+                results = list(metric.compute(g))
+                intervals = [None] * len(results)
+                if boot is not None and boot.resamples > 0 and metric.interval is not None:
+                    rng = boot.rng(zlib.crc32(f"{stage}/{metric.name}".encode()), group_no)
+                    intervals = list(metric.interval(g, results, boot, rng))
+                for result, interval in zip(results, intervals):
                     row = result.to_row()
                     row.update(guidance=math.nan if guidance is None else guidance,
                                reference=ref_label if metric.uses_reference else None)
+                    if interval is not None:
+                        row.update(interval.to_row())
                     rows.append(row)
     return rows
 
@@ -172,6 +185,7 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
     """
     from bench.features import extract_features, get_extractor
     from bench.metrics import METRICS, MetricWarning
+    from bench.metrics.bootstrap import Bootstrap
     from bench.metrics.fid import GaussianStats
 
     run = Path(spec.run)
@@ -185,6 +199,9 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
     ref_label = reference.label if reference else None
     metrics = list(METRICS.items())
     options = {"kid_subset_size": spec.kid_subset_size, "pr_k": spec.pr_k}
+    if spec.bootstrap < 0:
+        raise UserError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {spec.bootstrap}")
+    boot = Bootstrap(resamples=spec.bootstrap, seed=spec.seed)
     rows: list[dict] = []
     skipped: dict[str, str] = {}
 
@@ -217,7 +234,7 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
             elif reference:
                 fields["reference"] = ref_features(extractor)
                 fields["reference_stats"] = GaussianStats.from_features(fields["reference"])  # once, not per guidance
-            rows += _run_metrics(metrics, "features", kept, fields, ref_label, options)
+            rows += _run_metrics(metrics, "features", kept, fields, ref_label, options, boot)
             _log_warnings(caught)
 
         if spec.clip:
@@ -233,14 +250,14 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
                             int(truncated.sum()), len(unique), clip.context_length)
             fields = {"gen": fs, "text_emb": text_emb[index], "truncated": truncated[index],
                       "reference": ref_features(clip) if reference and not reference.npz else None}
-            rows += _run_metrics(metrics, "clip", kept, fields, ref_label, options)
+            rows += _run_metrics(metrics, "clip", kept, fields, ref_label, options, boot)
             _log_warnings(caught)
 
         specs = _prompt_specs(manifest)
         if specs:
             judged = samples[samples.prompt_id.isin(specs) & ~samples.path.isin(skipped)].reset_index(drop=True)
             fields = {"images": [run / p for p in judged.path], "specs": specs}
-            rows += _run_metrics(metrics, "specs", judged, fields, None, options)
+            rows += _run_metrics(metrics, "specs", judged, fields, None, options, boot)
             _log_warnings(caught)
 
     if not rows:

@@ -12,6 +12,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench import contract as C
@@ -27,12 +28,32 @@ ALIGNMENT_METRICS = ("CLIPScore", "compositional_accuracy")  # x axis, first one
 
 
 def sweep_table(metrics: pd.DataFrame, guidance: list[float]) -> pd.DataFrame:
-    """One row per guidance: the headline (subset 'all') value of every metric."""
+    """One row per guidance: the headline (subset 'all') value of every metric, then the metrics' 95% intervals
+    as ``<metric>_ci_low`` / ``<metric>_ci_high`` (``C.INTERVAL_SUFFIXES``) where metrics.parquet has them."""
     rows = metrics[(metrics.subset == C.ALL_SUBSET) & metrics.guidance.notna()]
     table = rows.pivot_table(index="guidance", columns="metric", values="value", aggfunc="first")
-    table = table.reindex(sorted(guidance)).reset_index()
+    table = table.reindex(sorted(guidance))
+    names = list(table.columns)
+    for column, suffix in zip(("ci_low", "ci_high"), C.INTERVAL_SUFFIXES):
+        if column not in rows.columns or rows[column].isna().all():
+            continue
+        bound = rows.pivot_table(index="guidance", columns="metric", values=column, aggfunc="first", dropna=False)
+        bound = bound.reindex(index=table.index, columns=names)
+        table = table.join(bound.add_suffix(suffix))
+    table = table.reset_index()
     table.columns.name = None
     return table
+
+
+def _interval_err(table: pd.DataFrame, column: str):
+    """Asymmetric error bars (2 x rows) of a column from its interval columns, or None."""
+    low, high = (f"{column}{s}" for s in C.INTERVAL_SUFFIXES)
+    if low not in table.columns or high not in table.columns:
+        return None
+    values = table[column].to_numpy(dtype=float)
+    lower = (values - table[low].to_numpy(dtype=float)).clip(min=0)
+    upper = (table[high].to_numpy(dtype=float) - values).clip(min=0)
+    return np.nan_to_num(np.vstack([lower, upper]), nan=0.0)
 
 
 def fd_column(table: pd.DataFrame) -> str | None:
@@ -52,6 +73,11 @@ def plot_sweep(table: pd.DataFrame, path: Path, title: str) -> Path | None:
         return None
     fig, (ax, by_w) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120, gridspec_kw={"width_ratios": [1.3, 1]})
     ax.plot(table[x], table[y], "-o", color="#1f77b4")
+    xerr, yerr = _interval_err(table, x), _interval_err(table, y)
+    if xerr is not None or yerr is not None:
+        ax.errorbar(table[x], table[y], xerr=xerr, yerr=yerr, fmt="none", ecolor="#1f77b4", alpha=0.5, capsize=3,
+                    label="95% interval")
+        ax.legend(fontsize=8, loc="best")
     for i, (_, r) in enumerate(table.iterrows()):
         if not (math.isnan(r[x]) or math.isnan(r[y])):
             # Alternate above / below the point: neighbouring scales often land close together.
@@ -63,13 +89,15 @@ def plot_sweep(table: pd.DataFrame, path: Path, title: str) -> Path | None:
     ax.grid(alpha=0.3)
 
     # Right: the alignment metrics against the guidance scale itself.
-    by_w.plot(table.guidance, table[x], "-o", color="#1f77b4", label=x)
+    by_w.errorbar(table.guidance, table[x], yerr=_interval_err(table, x), fmt="-o", color="#1f77b4", capsize=3,
+                  label=x)
     by_w.set_xlabel("guidance scale w")
     by_w.set_ylabel(x, color="#1f77b4")
     by_w.grid(alpha=0.3)
     if "compositional_accuracy" in table.columns and x != "compositional_accuracy":
         acc = by_w.twinx()
-        acc.plot(table.guidance, table["compositional_accuracy"], "-s", color="#d62728")
+        acc.errorbar(table.guidance, table["compositional_accuracy"], yerr=_interval_err(table, "compositional_accuracy"),
+                     fmt="-s", color="#d62728", capsize=3)
         acc.set_ylabel("compositional_accuracy", color="#d62728")
     by_w.set_title("alignment against guidance", fontsize=10)
     fig.tight_layout()

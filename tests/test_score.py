@@ -142,3 +142,46 @@ def test_clip_score_and_cmmd_through_a_local_open_clip(shapes_runs, tmp_path):
     assert (overall.metric == "CMMD").sum() == 3
     per_category = table[(table.metric == "CLIPScore") & table.subset.str.startswith("category=")]
     assert len(per_category) == 3 * 9
+
+
+def test_score_writes_intervals_and_old_tables_still_read(shapes_runs, tmp_path):
+    from bench import contract as C
+
+    run, ref = shapes_runs
+    spec = ScoreSpec(run=str(run), reference=str(ref), features=("efficientnet-lite0",), bootstrap=200, seed=3)
+    table = score_run(spec, progress=False)
+    written = C.read_table(run, C.METRICS_TABLE)
+    has = written[written.ci_method != ""]
+    assert set(has.metric) >= {"FD_efficientnet-lite0", "KID_efficientnet-lite0", "precision_efficientnet-lite0",
+                               "recall_efficientnet-lite0", "compositional_accuracy"}
+    assert (has.ci_low <= has.ci_high).all() and has.ci_method.str.contains("seed 3").all()
+    fd_all = has[(has.metric == "FD_efficientnet-lite0") & has.guidance.isna()].iloc[0]
+    # 36 images << d = 1280: the value stays flagged, and so is the interval (the resamples are biased upward)
+    assert "generated images" in fd_all.ci_method and "N=36 <= d=1280" in fd_all.ci_method
+    comp = has[has.metric == "compositional_accuracy"]
+    assert ((comp.ci_low <= comp.value) & (comp.value <= comp.ci_high)).all()
+    assert comp.ci_method.str.contains("over prompts").all() and (comp.subset != "all").any()
+    again = score_run(spec, progress=False)
+    pd.testing.assert_frame_equal(table, again)  # same seed, same intervals
+    off = score_run(ScoreSpec(run=str(run), reference=str(ref), features=("efficientnet-lite0",), bootstrap=0),
+                    progress=False)
+    assert off.ci_low.isna().all() and (off.ci_method == "").all()
+
+    # a metrics.parquet written before intervals existed still reads, with empty intervals
+    old = tmp_path / "old"
+    old.mkdir()
+    written.drop(columns=["ci_low", "ci_high", "ci_method", "n_for_1pct"]).to_parquet(old / C.METRICS)
+    back = C.read_table(old, C.METRICS_TABLE)
+    assert back.ci_low.isna().all() and back.n_for_1pct.isna().all() and (back.ci_method == "").all()
+
+
+def test_sweep_table_carries_one_interval_pair_per_metric():
+    from bench.sweep import sweep_table
+
+    metrics = pd.DataFrame({"metric": ["FD_x", "FD_x", "CLIPScore", "CLIPScore"], "subset": "all",
+                            "guidance": [1.0, 3.0, 1.0, 3.0], "value": [10.0, 12.0, 30.0, 31.0],
+                            "ci_low": [9.0, 11.0, 29.0, 30.0], "ci_high": [11.0, 13.0, 31.0, 32.0]})
+    table = sweep_table(metrics, [1.0, 3.0])
+    assert sorted(table.columns) == sorted(["guidance", "CLIPScore", "FD_x", "CLIPScore_ci_low", "FD_x_ci_low",
+                                            "CLIPScore_ci_high", "FD_x_ci_high"])
+    assert table.FD_x_ci_high.tolist() == [11.0, 13.0]

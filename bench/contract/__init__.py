@@ -53,6 +53,7 @@ from bench.contract.tables import (
     TABLES,
     ALL_SUBSET,
     CATEGORY_PREFIX,
+    INTERVAL_SUFFIXES,
     WATERMARK_TABLE,
     ContractError,
     Table,
@@ -70,5 +71,5 @@ __all__ = [
     "upgrade_metric_names",
     "AUDITS_KEY", "modify_summary", "read_summary", "record_audit", "update_summary",
     "BIAS_PROMPTS_TABLE", "BIAS_TABLE", "UNSAFE_TABLE", "MEMORIZATION_PROMPTS_TABLE", "MEMORIZATION_TABLE", "METRICS_TABLE", "SAMPLES_TABLE", "SWEEP_TABLE", "TABLES",
-    "WATERMARK_TABLE", "ALL_SUBSET", "CATEGORY_PREFIX", "ContractError", "Table", "audit_table", "coerce", "read_table", "write_table",
+    "WATERMARK_TABLE", "ALL_SUBSET", "CATEGORY_PREFIX", "INTERVAL_SUFFIXES", "ContractError", "Table", "audit_table", "coerce", "read_table", "write_table",
 ]  # fmt: skip

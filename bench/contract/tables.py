@@ -66,11 +66,17 @@ SAMPLES_TABLE = Table(
 METRICS_TABLE = Table(
     "metrics", F.METRICS,
     {"metric": "str", "subset": "str", "guidance": "float", "value": "float", "n": "float", "n_ref": "float",
-     "extractor": "str?", "reference": "str?"},
+     "extractor": "str?", "reference": "str?", "ci_low": "float", "ci_high": "float", "ci_method": "str",
+     "n_for_1pct": "float"},
     required=("metric", "subset", "guidance", "value"),
     missing_hint="the run has not been scored yet",
-    defaults={"n": math.nan, "n_ref": math.nan, "extractor": None, "reference": None},
+    defaults={"n": math.nan, "n_ref": math.nan, "extractor": None, "reference": None, "ci_low": math.nan,
+              "ci_high": math.nan, "ci_method": "", "n_for_1pct": math.nan},
 )  # fmt: skip
+#: ``ci_low``/``ci_high``: the 95% interval of ``value`` (NaN: none), ``ci_method`` how it was made ("" for none),
+#: ``n_for_1pct``: the N at which the interval would be ±1% of the value (half-width ∝ 1/sqrt(N));
+#: ``bench.metrics.bootstrap``.  In sweep.parquet a metric's interval is ``<metric>`` + ``INTERVAL_SUFFIXES``.
+INTERVAL_SUFFIXES = ("_ci_low", "_ci_high")
 ALL_SUBSET = "all"
 CATEGORY_PREFIX = "category="
 

@@ -28,7 +28,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 def _safe(part: str) -> str:
     """A key field that is safe in a file name and cannot fake the '__' separator."""
-    return re.sub(r"_{2,}", "_", _UNSAFE.sub("-", part)).strip("-") or "x"
+    # No "_" at either end either: "name_" + "__" would read back as "name" + "___...".
+    return re.sub(r"_{2,}", "_", _UNSAFE.sub("-", part)).strip("-_") or "x"
 
 
 def make_key(model: str, weights_sha256: str, resize: str, dtype: str) -> str:

@@ -45,6 +45,10 @@ class MetricResult:
     extractor: str | None = None  # extractor key of the features
     details: Mapping[str, Any] = field(default_factory=dict)
     subset: str = "all"  # or "category=<name>" for a per-category row
+    # Per-image values whose mean is ``value`` and each image's prompt id, for the bootstrap over prompts
+    # (``bench.metrics.bootstrap.prompt_intervals``); not written to metrics.parquet.
+    values: np.ndarray | None = field(default=None, compare=False, repr=False)
+    prompts: Sequence[Any] | None = field(default=None, compare=False, repr=False)
 
     def to_row(self) -> dict[str, Any]:
         """A row for metrics.parquet (the caller adds guidance and reference)."""
@@ -137,6 +141,11 @@ class Metric:
     ``compute(group)`` returns the metric's results for one group; it is called
     in the pass ``stage`` for groups that have every field in ``needs`` and at
     least ``min_images`` images.  ``infos`` describe the names it reports.
+
+    ``interval(group, results, boot, rng)``, when given, returns one
+    ``bench.metrics.bootstrap.Interval`` (or None) per result of ``compute``:
+    ``bench.score`` calls it when ``--bootstrap`` is on, with a generator seeded
+    from the score's seed (``bench.metrics.bootstrap``; docs/DESIGN.md §6).
     """
 
     name: str
@@ -145,6 +154,7 @@ class Metric:
     needs: tuple[str, ...]
     compute: Callable[[ScoreGroup], Sequence[MetricResult]]
     min_images: int = 2
+    interval: Callable[..., Sequence[Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -162,9 +172,21 @@ class Metric:
                 and all(getattr(group, n) is not None for n in self.needs))
 
 
-def category_results(per_group, metric: str, value_col: str, n_col: str, extractor: str | None) -> list[MetricResult]:
-    """One ``subset="category=<name>"`` result per row of a report's per-category table."""
+def category_results(per_group, metric: str, value_col: str, n_col: str, extractor: str | None,
+                     per_image=None, image_value_col: str | None = None) -> list[MetricResult]:
+    """One ``subset="category=<name>"`` result per row of a report's per-category table.
+
+    With ``per_image`` (the report's per-image table) and ``image_value_col``, each result carries its
+    images' values and prompt ids for the bootstrap over prompts."""
     from bench.contract import CATEGORY_PREFIX
 
-    return [MetricResult(metric, float(g[value_col]), n=int(g[n_col]), extractor=extractor,
-                         subset=f"{CATEGORY_PREFIX}{g['category']}") for _, g in per_group.iterrows()]
+    out = []
+    for _, g in per_group.iterrows():
+        values = prompts = None
+        if per_image is not None and image_value_col is not None:
+            rows = per_image[per_image["category"] == g["category"]]
+            values = rows[image_value_col].to_numpy(dtype=np.float64)
+            prompts = rows["prompt_id"].tolist()
+        out.append(MetricResult(metric, float(g[value_col]), n=int(g[n_col]), extractor=extractor,
+                                subset=f"{CATEGORY_PREFIX}{g['category']}", values=values, prompts=prompts))
+    return out

@@ -21,7 +21,7 @@ in the report, so a low score from a cut prompt is visible.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -30,6 +30,7 @@ import pandas as pd
 from bench.errors import UserError
 from bench.features.base import FeatureSet
 from bench.metrics.base import Metric, MetricInfo, MetricResult, ScoreGroup, category_results
+from bench.metrics.bootstrap import prompt_intervals
 
 METRIC = MetricInfo(
     name="clip_score",
@@ -147,8 +148,12 @@ def clip_score_report(
 def _score(group: ScoreGroup) -> list[MetricResult]:
     report = clip_score_report(group.samples, group.gen.features, group.text_emb, truncated=group.truncated,
                                extractor=group.gen.extractor)
-    return [report.overall, *category_results(report.per_group, report.overall.metric, "mean", "n_images",
-                                              group.gen.extractor)]
+    per_image = report.per_image
+    overall = replace(report.overall, values=per_image["clip_score"].to_numpy(), prompts=per_image["prompt_id"].tolist())
+    return [overall, *category_results(report.per_group, report.overall.metric, "mean", "n_images",
+                                       group.gen.extractor, per_image=per_image, image_value_col="clip_score")]
 
 
-SCORER = Metric("clip_score", (METRIC,), stage="clip", needs=("gen", "text_emb"), compute=_score, min_images=1)
+#: Intervals: percentile bootstrap over prompts, images nested (``bench.metrics.bootstrap``).
+SCORER = Metric("clip_score", (METRIC,), stage="clip", needs=("gen", "text_emb"), compute=_score, min_images=1,
+                interval=prompt_intervals)

@@ -16,7 +16,7 @@ images).  Each prompt needs a spec (the shapes prompt set has one per prompt).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -25,6 +25,7 @@ import pandas as pd
 
 from bench.errors import UserError
 from bench.metrics.base import Metric, MetricInfo, MetricResult, ScoreGroup, category_results
+from bench.metrics.bootstrap import prompt_intervals
 
 METRIC = MetricInfo(
     name="compositional_accuracy",
@@ -124,8 +125,14 @@ JUDGE = "shapes-world-detector"
 
 def _score(group: ScoreGroup) -> list[MetricResult]:
     report = compositional_accuracy(group.samples, group.images, specs=group.specs)
-    return [report.overall, *category_results(report.per_group, report.overall.metric, "accuracy", "n", JUDGE)]
+    per_image = report.per_image.assign(correct_value=report.per_image["correct"].astype(np.float64))
+    overall = replace(report.overall, values=per_image["correct_value"].to_numpy(),
+                      prompts=per_image["prompt_id"].tolist())
+    return [overall, *category_results(report.per_group, report.overall.metric, "accuracy", "n", JUDGE,
+                                       per_image=per_image, image_value_col="correct_value")]
 
 
+#: Intervals: percentile bootstrap over prompts, images nested (``bench.metrics.bootstrap``); the images are
+#: judged once, each resample reuses their verdicts.
 SCORER = Metric("compositional_accuracy", (METRIC,), stage="specs", needs=("images", "specs"), compute=_score,
-                min_images=1)
+                min_images=1, interval=prompt_intervals)

@@ -131,4 +131,47 @@ def _score(group: ScoreGroup) -> list[MetricResult]:
     return [kid(group.gen, group.reference, subset_size=group.options.get("kid_subset_size", 1000))]
 
 
-SCORER = Metric("kid", (METRIC,), stage="features", needs=("gen", "reference"), compute=_score)
+#: Above this many generated or reference images the O(N^2) kernel matrices of the KID bootstrap are not built.
+KID_BOOTSTRAP_MAX_N = 5000
+
+
+def kid_resamples(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Full-set unbiased MMD² (cubic kernel) of each resample (rows of ``counts``) of ``x``, ``y`` fixed.
+
+    The kernel matrices are computed once; a resample with counts c has
+
+        xx = (c^T K_xx c - Σ c_i² k_ii) / (N² - Σ c_i²)      (pairs of distinct images: ties left out)
+        MMD²* = xx + mean_{i≠j} k(y_i, y_j) - 2 c^T K_xy 1 / (N M)
+
+    Leaving out the pairs of copies of one image keeps the estimator unbiased for the resample's
+    distribution; counting them (k(x, x) is the largest kernel value) would bias every resample upward."""
+    k_xx = polynomial_kernel(x, x)
+    k_xy_rows = polynomial_kernel(x, y).sum(axis=1)
+    k_yy = polynomial_kernel(y, y)
+    n, m = len(x), len(y)
+    yy = (k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+    c = np.asarray(counts, np.float64)
+    c2 = (c * c).sum(axis=1)
+    xx = (((c @ k_xx) * c).sum(axis=1) - (c * c) @ np.diag(k_xx)) / (n * n - c2)
+    return xx + yy - 2 * (c @ k_xy_rows) / (n * m)
+
+
+def _interval(group: ScoreGroup, results, boot, rng) -> list:
+    """KID's interval: a bootstrap over generated images of the full-set unbiased MMD² (``kid_resamples``).
+
+    Not mean ± 1.96·std of the subsets: the subset std describes how one m-subset's MMD² varies, not how the
+    KID of this generated set would vary with another sample of images, and it is 0 whenever the subsets are
+    the whole sets (N <= subset size, every small run).  The subset std stays in ``details["std"]``."""
+    from bench.metrics.bootstrap import generated_counts, generated_method, make_interval
+
+    x, _ = unpack(group.gen, "KID")
+    y, _ = unpack(group.reference, "KID")
+    if max(len(x), len(y)) > KID_BOOTSTRAP_MAX_N:
+        return [None]
+    stats = kid_resamples(x, y, generated_counts(rng, len(x), boot.resamples))
+    r = results[0]
+    method = generated_method(boot.resamples, boot.seed, "full-set unbiased MMD², pairs of copies left out")
+    return [make_interval(stats, r.value, r.n, method)]
+
+
+SCORER = Metric("kid", (METRIC,), stage="features", needs=("gen", "reference"), compute=_score, interval=_interval)

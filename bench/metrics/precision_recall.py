@@ -101,5 +101,53 @@ def precision_recall(
     )
 
 
+PR_BOOTSTRAP_MAX_N = 2000
+
+
+def pr_resamples(g: np.ndarray, r: np.ndarray, counts: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(precision, recall) of each resample (rows of ``counts``) of the generated rows ``g``, reference fixed.
+
+    Precision is the mean over generated rows of a per-row indicator (the reference manifold is fixed):
+    c @ in(g, ref) / N, exactly.  Recall needs the resampled generated manifold: each drawn image's radius is
+    its k-th nearest neighbour among the drawn copies of the *other* images (copies of itself, at distance 0,
+    are left out, as KID leaves out pairs of copies); distances are computed once."""
+    c_all = np.asarray(counts, np.float64)
+    n = len(g)
+    precision_ind = in_manifold(g, r, knn_radii_sq(r, k)).astype(np.float64)
+    precision = c_all @ precision_ind / n
+    g_sq = (g * g).sum(axis=1)
+    d_gg = _sq_distances(g, g, g_sq, g_sq)
+    np.fill_diagonal(d_gg, np.inf)
+    d_rg = _sq_distances(r, g, (r * r).sum(axis=1), g_sq)
+    recall = np.empty(len(c_all))
+    for b, c in enumerate(c_all):
+        drawn = np.flatnonzero(c > 0)
+        sub = d_gg[np.ix_(drawn, drawn)]
+        order = np.argsort(sub, axis=1)
+        mult = np.cumsum(c[drawn][order], axis=1)  # copies of the neighbours, nearest first (self is inf: last)
+        reached = mult >= k
+        # fewer than k copies of other images drawn: the farthest other drawn image bounds the ball
+        pos = np.where(reached.any(axis=1), np.argmax(reached, axis=1), max(len(drawn) - 2, 0))
+        radii = np.take_along_axis(sub, order, axis=1)[np.arange(len(drawn)), pos]
+        recall[b] = (d_rg[:, drawn] <= radii[None, :]).any(axis=1).mean()
+    return precision, recall
+
+
+def _interval(group, results, boot, rng) -> list:
+    from bench.metrics.bootstrap import generated_counts, generated_method, make_interval
+
+    g, _ = unpack(group.gen, "precision/recall")
+    r, _ = unpack(group.reference, "precision/recall")
+    k = group.options.get("pr_k", 3)
+    if max(len(g), len(r)) > PR_BOOTSTRAP_MAX_N or len(g) <= k:
+        return [None, None]
+    precision, recall = pr_resamples(g, r, generated_counts(rng, len(g), boot.resamples), k)
+    method = generated_method(boot.resamples, boot.seed)
+    recall_method = generated_method(boot.resamples, boot.seed, "k-NN radii among copies of the other drawn images")
+    return [make_interval(precision, results[0].value, results[0].n, method),
+            make_interval(recall, results[1].value, results[1].n, recall_method)]
+
+
 SCORER = Metric("precision_recall", METRICS, stage="features", needs=("gen", "reference"),
-                compute=lambda g: precision_recall(g.gen, g.reference, k=g.options.get("pr_k", 3)))
+                compute=lambda g: precision_recall(g.gen, g.reference, k=g.options.get("pr_k", 3)),
+                interval=_interval)

@@ -124,9 +124,11 @@ def sweep_from_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def metric_columns(table: pd.DataFrame) -> list[str]:
-    """The metric columns of a sweep table: numeric columns that are not the sweep's own (guidance, formulation)."""
+    """The metric columns of a sweep table: numeric columns that are not the sweep's own (guidance, formulation)
+    nor a metric's interval bound (``<metric>_ci_low`` / ``_ci_high``)."""
     return [str(c) for c in table.columns
-            if c not in C.SWEEP_TABLE.columns and pd.api.types.is_numeric_dtype(table[c])]  # fmt: skip
+            if c not in C.SWEEP_TABLE.columns and pd.api.types.is_numeric_dtype(table[c])
+            and not str(c).endswith(C.INTERVAL_SUFFIXES)]  # fmt: skip
 
 
 def fidelity_column(table: pd.DataFrame) -> str | None:

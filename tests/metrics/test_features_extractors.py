@@ -256,7 +256,7 @@ def test_open_clip_offline_without_weights_is_a_user_error(tmp_path):
     with pytest.raises(UserError) as exc:
         get_extractor("clip:ViT-B-32@laion2b_s34b_b79k", cache_dir=str(tmp_path))
     msg = str(exc.value)
-    assert "ViT-B-32 / laion2b_s34b_b79k" in msg and "pretrained" in msg and "\n" not in msg
+    assert "ViT-B-32 / laion2b_s34b_b79k" in msg and "--clip ViT-B-32@/path/to/checkpoint" in msg and "\n" not in msg
     with pytest.raises(UserError, match="did you mean ViT-B-32"):
         get_extractor("clip:ViT-B-33@x")
     with pytest.raises(UserError, match="neither a file nor a pretrained tag"):
