@@ -35,6 +35,21 @@ def builtin_clip_available() -> bool:
     return DEFAULT_DIR.is_dir() and any(DEFAULT_DIR.glob("*.safetensors"))
 
 
+def with_intervals(table):
+    """The sweep table for reading: one column per metric, "value [ci_low, ci_high]" (95%)."""
+    import pandas as pd
+
+    shown = pd.DataFrame({"guidance": table["guidance"]})
+    for column in table.columns:
+        if column in ("guidance", "guidance_formulation") or column.endswith(("_ci_low", "_ci_high")):
+            continue
+        low, high = table.get(f"{column}_ci_low"), table.get(f"{column}_ci_high")
+        shown[column] = [f"{v:.3g}" + ("" if low is None or pd.isna(lo) else f" [{lo:.3g}, {hi:.3g}]")
+                         for v, lo, hi in zip(table[column], low if low is not None else table[column],
+                                              high if high is not None else table[column])]
+    return shown
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default="runs", help="runs root (default ./runs)")
@@ -55,7 +70,8 @@ def main(argv=None) -> int:
         return exc.exit_code
     summary = C.read_summary(run_dir)
     print()
-    print(table.to_string(index=False))
+    print(with_intervals(table).to_string(index=False))
+    print("(95% bootstrap intervals; FD and KID with N <= d are flagged above: compare them across scales only)")
     print()
     print(f"model    : {DEFAULT_MODEL}" + (" (tiny random pipeline: its images are noise until the built-in world model ships)"
                                            if DEFAULT_MODEL.endswith("tiny-random") else ""))
