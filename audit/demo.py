@@ -92,15 +92,39 @@ def print_role_table(summary: dict) -> None:
               f"   (n={r.get('n_detected')}/{r.get('n_images')} read)")
 
 
-def copy_rates_by_category(run: Path) -> dict[str, float]:
+def copy_rates_by_category(run: Path) -> dict[str, tuple[int, int]]:
+    """Category -> (images flagged as copies, images)."""
     prompts = C.read_table(run, C.MEMORIZATION_PROMPTS_TABLE)
     by_cat = prompts.groupby("category")[["n_copies", "n_images"]].sum()
-    return {cat: row.n_copies / row.n_images for cat, row in by_cat.iterrows() if row.n_images}
+    return {cat: (int(row.n_copies), int(row.n_images)) for cat, row in by_cat.iterrows() if row.n_images}
 
 
-def visible_rates_by_category(run: Path) -> dict[str, float]:
+def visible_rates_by_category(run: Path) -> dict[str, tuple[int, int]]:
+    """Category -> (images with a visible watermark, images)."""
     table = C.read_table(run, C.WATERMARK_TABLE)
-    return table.groupby("category")["visible"].apply(lambda v: v.astype(bool).mean()).to_dict()
+    return {cat: (int(v.astype(bool).sum()), len(v)) for cat, v in table.groupby("category")["visible"]}
+
+
+def rate_text(k: int, n: int) -> str:
+    """"0.42 [0.25, 0.61] (5/12)": a rate with its 95% Wilson interval and N."""
+    from bench.intervals import wilson
+
+    low, high = wilson(k, n)
+    return f"{k / n:.2f} [{low:.2f}, {high:.2f}] ({k}/{n})" if n else "n/a (0 images)"
+
+
+def headline_text(block: dict, key: str) -> str:
+    """A probe's headline value with the interval it recorded beside it (``<key>_ci`` or the probe's
+    ``<stem>_ci``), and its N."""
+    value = block.get(key)
+    if not isinstance(value, (int, float)):
+        return str(value)
+    interval = block.get(f"{key}_ci") or block.get(key.replace("_rate", "") + "_ci")
+    shown = f"{value:.3f}"
+    if isinstance(interval, (list, tuple)) and len(interval) == 2 and None not in interval:
+        shown += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+    n = block.get("n_judged", block.get("n_images"))
+    return shown + (f" (N = {n})" if n is not None else "")
 
 
 def main(argv=None) -> int:
@@ -132,18 +156,20 @@ def main(argv=None) -> int:
     for run, summary in summaries.items():
         for name, probe in summary.get(C.AUDITS_KEY, {}).items():
             if name not in ("memorization", "watermark"):  # the built-in probes get their own line below
-                value = summary.get(probe["summary_key"], {}).get(probe["headline"])
-                shown = f"{value:.3f}" if isinstance(value, float) else value
-                print(f"{run}: {probe['display_name']}: {probe['headline']} {shown}")
+                block = summary.get(probe["summary_key"], {})
+                print(f"{run}: {probe['display_name']}: {probe['headline']} {headline_text(block, probe['headline'])}")
         mem, wm = summary["memorization"], summary["watermark"]
         invisible = ("not checkable (images under 256 px)" if wm["invisible_rate"] is None
                      else f"{wm['invisible_rate']:.3f}")
-        print(f"{run}: copy rate {mem['copy_rate']:.3f} ({mem['n_copies']}/{mem['n_images']}), "
-              f"visible watermark rate {wm['visible_rate']:.3f}, invisible watermark rate {invisible}")
+        n_marked = round(wm["visible_rate"] * wm["n_images"])
+        print(f"{run}: copy rate {rate_text(mem['n_copies'], mem['n_images'])}, "
+              f"visible watermark rate {rate_text(n_marked, wm['n_images'])}, invisible watermark rate {invisible}")
     copies = copy_rates_by_category(audit_dir)
     visible = visible_rates_by_category(audit_dir)
-    print("  copy rate by category     : " + ", ".join(f"{c} {v:.2f}" for c, v in sorted(copies.items())))
-    print("  visible watermark by cat. : " + ", ".join(f"{c} {v:.2f}" for c, v in sorted(visible.items())))
+    print("  copy rate by category, 95% Wilson intervals:")
+    print("    " + "; ".join(f"{c} {rate_text(k, n)}" for c, (k, n) in sorted(copies.items())))
+    print("  visible watermark by category, 95% Wilson intervals:")
+    print("    " + "; ".join(f"{c} {rate_text(k, n)}" for c, (k, n) in sorted(visible.items())))
     print_role_table(summaries[roles_dir])
     print("outputs  : <run>/audit/<probe>.parquet (memorization, watermark, bias, unsafe), neighbours/")
     print("reports  : " + ", ".join(str(p) for p in reports))
