@@ -597,3 +597,27 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 def launch_chromium(pw, chromium: Path):
     """Debian's Chromium through Playwright, headless, with ``CHROMIUM_ARGS``."""
     return pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+
+
+def app_test(monkeypatch, runs_dir: Path, timeout: int = 60):
+    """The whole app (its first page) run in-process by Streamlit's AppTest on ``runs_dir``."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.cli import APP_PATH
+
+    monkeypatch.setenv("T2I_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(APP_PATH), default_timeout=timeout)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def page_test(page: str, runs_dir: Path, timeout: int = 60):
+    """One page, ``dashboard.views.<page>.render(runs_dir)``, run in-process by AppTest."""
+    from streamlit.testing.v1 import AppTest
+
+    script = f"from pathlib import Path\nfrom dashboard.views import {page}\n{page}.render(Path({str(runs_dir)!r}))"
+    at = AppTest.from_string(script, default_timeout=timeout)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

@@ -28,6 +28,7 @@ from dashboard.data import reading as IO
 from dashboard.data import samples as S
 from dashboard.data import text as T
 from dashboard_fixtures import (
+    app_test, page_test,
     launch_chromium,
     LIGHT_BENCH_MODULES,
     FD, N_IMAGES, PRECISION, RECALL, SHA, XSS_PROMPT, legacy_metrics_rows, make_runs_root, metrics_rows, write_json,
@@ -234,19 +235,8 @@ def test_tradeoff_points_from_sweep_or_metrics(root: Path) -> None:
 # ------------------------------------------------------------ the app (AppTest)
 
 
-def _app_test(monkeypatch: pytest.MonkeyPatch, runs_dir: Path):
-    """Run the app in-process on ``runs_dir`` and return the AppTest."""
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("T2I_RUNS_DIR", str(runs_dir))
-    at = AppTest.from_file(str(APP_PATH), default_timeout=30)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def test_app_shows_run_and_filters(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _app_test(monkeypatch, root)
+    at = app_test(monkeypatch, root)
     assert at.sidebar.selectbox[0].value == "demo"
     assert len(at.image) == N_IMAGES
     captions = [c for img in at.image for c in img.captions]
@@ -258,7 +248,7 @@ def test_app_shows_run_and_filters(root: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_app_incomplete_run_warns(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _app_test(monkeypatch, root)
+    at = app_test(monkeypatch, root)
     at.sidebar.selectbox[0].set_value("half-done").run()
     assert not at.exception
     assert "Incomplete run" in at.warning[0].value and len(at.image) == 0
@@ -268,7 +258,7 @@ def test_app_incomplete_run_warns(root: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_app_unreadable_manifest_shows_error(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (root / "broken").mkdir()
     (root / "broken" / "manifest.json").write_text("{not json")
-    at = _app_test(monkeypatch, root)
+    at = app_test(monkeypatch, root)
     at.sidebar.selectbox[0].set_value("broken").run()
     assert not at.exception
     assert "manifest.json is not valid JSON" in at.error[0].value.replace("\\", "")
@@ -278,38 +268,20 @@ def test_app_paginates_big_runs(root: Path, monkeypatch: pytest.MonkeyPatch) -> 
     samples = C.read_table(root / "demo", C.SAMPLES_TABLE)
     big = pd.concat([samples.assign(sample_index=i) for i in range(9)], ignore_index=True)  # 54 rows
     C.write_table(root / "demo", C.SAMPLES_TABLE, big)
-    at = _app_test(monkeypatch, root)
+    at = app_test(monkeypatch, root)
     assert len(at.image) == 48
     at.number_input[0].set_value(2).run()
     assert len(at.image) == 54 - 48
 
 
 def test_app_without_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _app_test(monkeypatch, tmp_path)
+    at = app_test(monkeypatch, tmp_path)
     assert "No runs found" in at.info[0].value
     assert "make demo" in at.code[0].value and "t2i-bench generate --help" in at.code[0].value
 
 
-def _metrics_script(runs_dir: str) -> None:
-    from pathlib import Path
-
-    from dashboard.views import metrics_page
-
-    metrics_page.render(Path(runs_dir))
-
-
-def _metrics_page_test(runs_dir: Path):
-    """Run the Metrics page in-process on ``runs_dir`` and return the AppTest."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_function(_metrics_script, args=(str(runs_dir),), default_timeout=30)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def test_metrics_page_tables_and_curve(root: Path) -> None:
-    at = _metrics_page_test(root)
+    at = page_test("metrics_page", root)
     assert at.sidebar.selectbox[0].value == "demo"
     headline = at.dataframe[0].value
     assert headline.loc["CLIP score ↑", "g=1"] == 24.0 and list(headline.columns) == ["all", "g=1", "g=7.5"]
@@ -331,24 +303,24 @@ def test_metrics_page_tables_and_curve(root: Path) -> None:
 def test_metrics_page_without_sweep_or_curve(root: Path) -> None:
     run = root / "demo"
     (run / "sweep.parquet").write_bytes(b"PAR1 garbage")  # damaged: ignored, curve from metrics.parquet
-    at = _metrics_page_test(root)
+    at = page_test("metrics_page", root)
     assert "Ignoring sweep.parquet" in at.warning[0].value and len(at.get("plotly_chart")) == 1
     assert "from metrics.parquet" in " ".join(c.value for c in at.caption)
 
     (run / "sweep.parquet").unlink()
     rows = metrics_rows()
     C.write_table(run, C.METRICS_TABLE, rows[rows["metric"] != FD])  # no FD: no curve
-    at = _metrics_page_test(root)
+    at = page_test("metrics_page", root)
     assert "no FD/FID values" in at.info[0].value and len(at.get("plotly_chart")) == 0
     assert len(at.dataframe) == 4  # headline, 2 per-category tables, notes
 
     (run / "metrics.parquet").write_bytes(b"junk")
-    at = _metrics_page_test(root)
+    at = page_test("metrics_page", root)
     assert "cannot be shown" in at.error[0].value and "t2i-bench score" in at.code[0].value
 
 
 def test_metrics_page_without_runs(tmp_path: Path) -> None:
-    at = _metrics_page_test(tmp_path)
+    at = page_test("metrics_page", tmp_path)
     assert "No runs found" in at.info[0].value
 
 
@@ -434,8 +406,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ import pytest
 from bench import contract as C
 from bench.registry import Registry
 from dashboard import pages as P
-from dashboard.cli import APP_PATH
 from dashboard.data import audits as A
 from dashboard.data import text as T
-from dashboard_fixtures import COPIES, N_IMAGES, VISIBLE_SCORES, WATERMARK_THRESHOLD, make_audited_runs_root
+from dashboard_fixtures import (COPIES, N_IMAGES, VISIBLE_SCORES, WATERMARK_THRESHOLD, app_test, make_audited_runs_root,
+                                page_test)
 
 TOY = {"name": "toy", "display_name": "Toy brightness <b>probe</b>", "description": "share of *bright* images",
        "higher_is_better": True, "headline": "bright_rate", "page": "toy", "summary_key": "toy_block",
@@ -168,16 +168,6 @@ def test_load_pages_orders_and_refuses_bad_plugins() -> None:
 # ------------------------------------------------------------ the app (AppTest)
 
 
-def _app_test(monkeypatch: pytest.MonkeyPatch, runs_dir: Path):
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("T2I_RUNS_DIR", str(runs_dir))
-    at = AppTest.from_file(str(APP_PATH), default_timeout=60)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def _navigation(at) -> list[tuple[str, str]]:
     """(title, url_path) of the pages the app registered with st.navigation (the default page's path is "")."""
     return [(info["page_name"], info["url_pathname"]) for info in at._registered_pages.values()]
@@ -193,7 +183,7 @@ def _open_page(at, title: str):
 
 
 def test_app_navigation_lists_exactly_the_registry_pages(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _app_test(monkeypatch, root)
+    at = app_test(monkeypatch, root)
     expected = P.page_titles()
     assert _navigation(at) == [(expected[0][0], "")] + expected[1:]  # the first page is the default ("/")
     assert at.title[0].value == "demo"  # the Runs page
@@ -203,7 +193,7 @@ def test_app_navigation_lists_exactly_the_registry_pages(root: Path, monkeypatch
     toy = P.PageInfo("Toy", ":material/lightbulb:", "toy", _toy_render, order=25)
     monkeypatch.setattr(P, "PAGES", registry_with(("toy", toy, "plugin toy:PAGE"),
                                                   ("broken", "no_such_module_xyz:PAGE", "plugin broken")))
-    at = _app_test(monkeypatch, root)
+    at = app_test(monkeypatch, root)
     assert _navigation(at) == [("Runs", ""), ("Metrics", "metrics"), ("Toy", "toy"), ("Memorization", "memorization"),
                                ("Audits", "audits"), ("Bias", "bias"), ("Report", "report")]  # fmt: skip
     assert "no\\_such\\_module\\_xyz" in at.sidebar.warning[0].value
@@ -211,28 +201,11 @@ def test_app_navigation_lists_exactly_the_registry_pages(root: Path, monkeypatch
     assert at.title[0].value == "Toy page" and at.markdown[0].value == "4 entries"
 
 
-def _audits_script(runs_dir: str) -> None:
-    from pathlib import Path
-
-    from dashboard.views import audits_page
-
-    audits_page.render(Path(runs_dir))
-
-
-def _audits_page_test(runs_dir: Path):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_function(_audits_script, args=(str(runs_dir),), default_timeout=60)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def test_audits_page_shows_both_audits(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from audit.probes.memorization import PROBE as MEMORIZATION
     from audit.probes.watermark import PROBE as WATERMARK
 
-    at = _open_page(_app_test(monkeypatch, root), "Audits")  # reached through the app's navigation
+    at = _open_page(app_test(monkeypatch, root), "Audits")  # reached through the app's navigation
     assert at.sidebar.selectbox[0].value == "demo" and at.title[0].value == "Audits · demo"
     assert [h.value for h in at.subheader] == [T.escape_markdown(MEMORIZATION.display_name),
                                                T.escape_markdown(WATERMARK.display_name)]  # fmt: skip
@@ -258,7 +231,7 @@ def test_audits_page_shows_both_audits(root: Path, monkeypatch: pytest.MonkeyPat
 
 def test_audits_page_shows_a_plugin_probe_generically(root: Path) -> None:
     add_toy_audit(root / "demo")
-    at = _audits_page_test(root)
+    at = page_test("audits_page", root)
     assert len(at.subheader) == 3 and at.subheader[2].value == T.escape_markdown(TOY["display_name"])
     assert at.metric[2].label == "bright\\_rate" and at.metric[2].value == "50.0 %"
     text = " ".join(m.value for m in at.markdown)
@@ -276,7 +249,7 @@ def test_audits_page_shows_a_plugin_probe_generically(root: Path) -> None:
 
 
 def test_audits_page_empty_states(root: Path) -> None:
-    at = _audits_page_test(root)
+    at = page_test("audits_page", root)
     at.sidebar.selectbox[0].set_value("plain").run()
     assert not at.exception and "No audits recorded for this run yet" in at.info[0].value
     assert at.code[0].value.startswith("t2i-audit probes") and str(root / "plain") in at.code[0].value
@@ -286,12 +259,12 @@ def test_audits_page_empty_states(root: Path) -> None:
     at.run()
     assert "cannot be listed" in at.error[0].value and "not valid JSON" in at.error[0].value
 
-    at = _audits_page_test(root / "nope")
+    at = page_test("audits_page", root / "nope")
     assert "No runs found" in at.info[0].value
 
 
 def test_audits_page_lists_unrecorded_tables(root: Path) -> None:
     C.modify_summary(root / "demo", lambda summary: summary.pop(C.AUDITS_KEY))
-    at = _audits_page_test(root)
+    at = page_test("audits_page", root)
     assert [h.value for h in at.subheader] == ["Other audit tables"] and len(at.metric) == 0
     assert len(at.dataframe) == 3

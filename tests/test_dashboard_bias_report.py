@@ -14,9 +14,6 @@ import html
 import json
 import math
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +28,7 @@ from dashboard.data import report as R
 from dashboard.data import unsafe as U
 from dashboard.data import text as T
 from dashboard_fixtures import (
+    page_test,
     launch_chromium,
     heavy_modules_after_rendering,
     BIAS_PROBE, BIAS_READINGS, BIAS_REFERENCE, BIAS_WARNING, GENDER, N_IMAGES, PROMPTS, REPORT_TITLE, UNSAFE_REASON, UNSAFE_VERDICTS,
@@ -247,16 +245,6 @@ def test_bias_and_report_pages_are_registered_after_audits() -> None:
 # ------------------------------------------------------------ the pages (AppTest)
 
 
-def _page_test(page: str, runs_dir: Path):
-    from streamlit.testing.v1 import AppTest
-
-    script = f"from pathlib import Path\nfrom dashboard.views import {page}\n{page}.render(Path({str(runs_dir)!r}))"
-    at = AppTest.from_string(script, default_timeout=60)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def _charts(at) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
@@ -281,7 +269,7 @@ def test_bias_page_through_the_app_navigation(root: Path, monkeypatch: pytest.Mo
 
 
 def test_bias_page_shows_shares_with_intervals_and_reference(root: Path) -> None:
-    at = _page_test("bias_page", root)
+    at = page_test("bias_page", root)
     assert at.title[0].value == "Bias · demo"
     headline = C.read_summary(root / "demo")["bias"]
     assert at.metric[0].label == T.escape_markdown("imbalance (gender, clip-zero-shot)")
@@ -315,7 +303,7 @@ def test_bias_page_shows_shares_with_intervals_and_reference(root: Path) -> None
 
 
 def test_bias_page_groups_images_by_detected_class(root: Path) -> None:
-    at = _page_test("bias_page", root)
+    at = page_test("bias_page", root)
     radio = at.radio(key="bias-group::demo::gender::clip-zero-shot")
     assert radio.options == ["female (3)", "male (2)", "not judged (1)"]
     assert len(at.image) == 3
@@ -325,7 +313,7 @@ def test_bias_page_groups_images_by_detected_class(root: Path) -> None:
 
 
 def test_bias_page_filters(root: Path) -> None:
-    at = _page_test("bias_page", root)
+    at = page_test("bias_page", root)
     at.sidebar.selectbox[1].set_value("role_colour").run()  # attribute
     assert not at.exception and at.sidebar.selectbox[2].value == "detector"
     assert at.subheader[0].value == "Shares · role\\_colour (detector)"
@@ -361,7 +349,7 @@ def test_bias_page_pages_a_large_grid(root: Path) -> None:
     copies = 2 * PER_PAGE // 3 + 1  # female: 3 images per copy -> more than two pages
     big = pd.concat([readings.assign(image_id=readings["image_id"] + f"-{i}") for i in range(copies)], ignore_index=True)
     C.write_table(run, C.BIAS_TABLE, big)
-    at = _page_test("bias_page", root)
+    at = page_test("bias_page", root)
     n_female = 3 * copies
     assert at.radio(key="bias-group::demo::gender::clip-zero-shot").options[0] == f"female ({n_female})"
     n_pages = math.ceil(n_female / PER_PAGE)
@@ -381,7 +369,7 @@ def test_bias_page_refuses_images_outside_the_run(root: Path) -> None:
     readings.loc[target, "path"] = outside
     readings.loc[readings["image_id"] == "p000__s000__g7.5", "path"] = "images/gone.png"
     C.write_table(run, C.BIAS_TABLE, readings)
-    at = _page_test("bias_page", root)
+    at = page_test("bias_page", root)
     assert len(at.image) == 1  # female: one of three images is shown
     warnings = [w.value for w in at.warning]
     assert any(f"{T.escape_markdown(outside)} is outside the run directory" in w for w in warnings)
@@ -389,7 +377,7 @@ def test_bias_page_refuses_images_outside_the_run(root: Path) -> None:
 
 
 def test_bias_page_empty_states(root: Path) -> None:
-    at = _page_test("bias_page", root)
+    at = page_test("bias_page", root)
     at.sidebar.selectbox[0].set_value("plain").run()
     assert not at.exception and len(at.get("plotly_chart")) == 0 and len(at.metric) == 0
     assert [i.value for i in at.info] == ["No bias audit for this run yet. Run it, then reload this page:",
@@ -405,13 +393,13 @@ def test_bias_page_empty_states(root: Path) -> None:
                                                           "The unsafe audit of this run cannot be shown"]
     assert "audit/bias\\.parquet cannot be read" in at.error[0].value and len(at.code) == 2
 
-    assert "No runs found" in _page_test("bias_page", root / "nope").info[0].value
+    assert "No runs found" in page_test("bias_page", root / "nope").info[0].value
 
 
 def test_bias_page_without_the_shares_table(root: Path) -> None:
     """The readings alone: per-prompt shares recomputed (Wilson), and the images."""
     C.BIAS_PROMPTS_TABLE.path(root / "demo").unlink()
-    at = _page_test("bias_page", root)
+    at = page_test("bias_page", root)
     assert any(f"Without {B.SHARES_FILE}, the shares per prompt" in c.value.replace("\\", "") for c in at.caption)
     assert at.sidebar.radio[0].options == ["per prompt"]
     shares = _charts(at)[0]["data"]
@@ -425,7 +413,7 @@ def test_bias_page_without_the_shares_table(root: Path) -> None:
 
 
 def test_bias_page_shows_unsafe_rates_with_intervals(root: Path) -> None:
-    at = _page_test("bias_page", root)
+    at = page_test("bias_page", root)
     assert "Unsafe content" in [s.value for s in at.subheader]
     judged = [v for v in UNSAFE_VERDICTS.values() if v is not None]
     rate, unsafe, not_judged = at.metric[1:4]
@@ -441,7 +429,7 @@ def test_bias_page_shows_unsafe_rates_with_intervals(root: Path) -> None:
 
 
 def test_report_page_shows_the_report_sandboxed(root: Path) -> None:
-    at = _page_test("report_page", root)
+    at = page_test("report_page", root)
     assert at.title[0].value == "Report · demo" and not at.warning
     (frame,) = at.get("iframe")
     document = frame.proto.srcdoc
@@ -460,7 +448,7 @@ def test_report_page_shows_the_report_sandboxed(root: Path) -> None:
 
 
 def test_report_page_empty_states(root: Path, tmp_path: Path) -> None:
-    at = _page_test("report_page", root)
+    at = page_test("report_page", root)
     at.sidebar.selectbox[0].set_value("plain").run()
     assert not at.exception and len(at.get("iframe")) == 0 and len(at.get("download_button")) == 0
     assert "not made yet" in at.info[0].value and at.code[0].value == f"t2i-audit report {root / 'plain'}"
@@ -474,7 +462,7 @@ def test_report_page_empty_states(root: Path, tmp_path: Path) -> None:
     at.run()
     assert "outside the run directory" in at.error[0].value and len(at.get("iframe")) == 0
 
-    assert "No runs found" in _page_test("report_page", root / "nope").info[0].value
+    assert "No runs found" in page_test("report_page", root / "nope").info[0].value
 
 
 # ------------------------------------------------------ never import torch
@@ -486,8 +474,6 @@ def test_bias_and_report_pages_never_import_torch(root: Path) -> None:
 
 
 # ------------------------------------------------------------ the browser
-
-
 
 
 @pytest.mark.browser

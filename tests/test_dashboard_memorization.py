@@ -12,22 +12,19 @@ from __future__ import annotations
 import html
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bench import contract as C
-from dashboard.cli import APP_PATH
 from dashboard.data import memorization as MZ
 from dashboard.data import reading as IO
 from dashboard.data import samples as S
 from dashboard.data import text as T
 from dashboard.data import watermark as W
 from dashboard_fixtures import (
+    app_test, page_test,
     launch_chromium,
     heavy_modules_after_rendering,
     COPIES, GUIDANCE, INDEX, INVISIBLE_MESSAGES, METHOD, N_IMAGES, N_NEIGHBOURS, NEIGHBOUR_PWATERMARK, NOT_CHECKABLE,
@@ -173,30 +170,12 @@ def test_watermark_scores_join_the_samples(root: Path) -> None:
 # ------------------------------------------------------------ the app (AppTest)
 
 
-def _memorization_script(runs_dir: str) -> None:
-    from pathlib import Path
-
-    from dashboard.views import memorization_page
-
-    memorization_page.render(Path(runs_dir))
-
-
-def _memorization_page_test(runs_dir: Path):
-    """Run the Memorization page in-process on ``runs_dir`` and return the AppTest."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_function(_memorization_script, args=(str(runs_dir),), default_timeout=60)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def _verdicts(at) -> list[str]:
     return ["copy" if ">copy</span>" in card.value else "not a copy" for card in at.html]
 
 
 def test_memorization_page_pairs_headline_and_rates(root: Path) -> None:
-    at = _memorization_page_test(root)
+    at = page_test("memorization_page", root)
     assert at.sidebar.selectbox[0].value == "demo" and at.title[0].value == "Memorization · demo"
     assert [(m.label, m.value) for m in at.metric] == [
         ("Copy rate", T.format_rate(len(COPIES) / N_IMAGES)),
@@ -223,7 +202,7 @@ def test_memorization_page_pairs_headline_and_rates(root: Path) -> None:
 
 
 def test_memorization_page_escapes_prompts_and_captions(root: Path) -> None:
-    at = _memorization_page_test(root)
+    at = page_test("memorization_page", root)
     cards = " ".join(card.value for card in at.html)
     assert html.escape(XSS_PROMPT) in cards and "<script>" not in cards
     assert html.escape(XSS_CAPTION) in cards and "<img" not in cards
@@ -231,7 +210,7 @@ def test_memorization_page_escapes_prompts_and_captions(root: Path) -> None:
 
 
 def test_memorization_page_filters(root: Path) -> None:
-    at = _memorization_page_test(root)
+    at = page_test("memorization_page", root)
     at.sidebar.toggle[0].set_value(True).run()  # copies only
     assert _verdicts(at) == ["copy"] * len(COPIES)
     assert f"{len(COPIES)} of {N_IMAGES} images match" in " ".join(c.value for c in at.caption)
@@ -247,7 +226,7 @@ def test_memorization_page_filters(root: Path) -> None:
 
 
 def test_memorization_page_without_audit_says_which_command(root: Path) -> None:
-    at = _memorization_page_test(root)
+    at = page_test("memorization_page", root)
     at.sidebar.selectbox[0].set_value("plain").run()
     assert not at.exception and "No memorization audit" in at.info[0].value
     assert at.code[0].value == f"t2i-audit memorization {root / 'plain'} --index INDEX_DIR"
@@ -258,29 +237,18 @@ def test_memorization_page_without_audit_says_which_command(root: Path) -> None:
     at.run()
     assert "cannot be shown" in at.error[0].value and at.code[0].value.startswith("t2i-audit memorization ")
 
-    at = _memorization_page_test(root / "nope")
+    at = page_test("memorization_page", root / "nope")
     assert "No runs found" in at.info[0].value
 
 
 def test_memorization_page_recomputes_what_is_missing(root: Path) -> None:
     C.modify_summary(root / "demo", lambda summary: summary.pop("memorization"))  # "audits" still lists it
     (root / "demo" / MZ.PROMPTS_FILE).write_bytes(b"junk")
-    at = _memorization_page_test(root)
+    at = page_test("memorization_page", root)
     assert at.metric[0].value == T.format_rate(len(COPIES) / N_IMAGES)
     assert at.table[0].value["Value"].tolist()[-1] == T.escape_markdown(MZ.HITS_FILE)  # source
     assert "Ignoring audit/memorization_prompts.parquet" in at.warning[0].value.replace("\\", "")
     assert {r.prompt_id: (r.n_images, r.n_copies) for r in at.dataframe[0].value.itertuples()} == expected_copy_rates()
-
-
-def _app_test(monkeypatch: pytest.MonkeyPatch, runs_dir: Path):
-    """The whole app (Runs page first) in-process on ``runs_dir``."""
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("T2I_RUNS_DIR", str(runs_dir))
-    at = AppTest.from_file(str(APP_PATH), default_timeout=60)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def _badges(at) -> list[str]:
@@ -288,7 +256,7 @@ def _badges(at) -> list[str]:
 
 
 def test_runs_grid_shows_watermark_scores(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _app_test(monkeypatch, root)
+    at = app_test(monkeypatch, root)
     assert at.sidebar.selectbox[0].value == "demo" and len(at.image) == N_IMAGES
     badges = _badges(at)
     assert sum(b.endswith(": visible watermark]") for b in badges) == N_FLAGGED
@@ -318,8 +286,6 @@ def test_memorization_page_never_imports_torch(root: Path) -> None:
 
 
 # ------------------------------------------------------------ the browser
-
-
 
 
 @pytest.mark.browser

@@ -32,8 +32,9 @@ import pandas as pd
 from audit.report import charts
 from audit.report.section import (NOT_RUN, Figure, Headline, ReportSection, TableBlock, anchor, fmt_interval,
                                   fmt_number)
-from audit.report.sections import MAX_TABLE_ROWS, block_table, flatten, rates_by, try_read
-from audit.report.stats import CLUSTER_BOOTSTRAP, NEWCOMBE, WILSON, cluster_bootstrap_diff, newcombe_diff, wilson
+from audit.report.sections import MAX_TABLE_ROWS, block_table, try_read
+from audit.report.stats import CLUSTER_BOOTSTRAP, cluster_bootstrap_diff
+from bench.intervals import NEWCOMBE, WILSON, newcombe_diff, wilson
 from bench import contract as C
 from bench.errors import UserError
 

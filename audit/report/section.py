@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from audit.report.stats import WILSON, wilson
+from bench.intervals import WILSON, wilson
 
 OK = "ok"
 NOT_RUN = "not run"

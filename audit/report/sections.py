@@ -29,7 +29,8 @@ import pandas as pd
 from audit.report import charts
 from audit.report.section import (CountsBlock, Figure, Headline, ImagePair, ReportSection, TableBlock, Thumbnail,
                                   fmt_interval, fmt_number)
-from audit.report.stats import CLUSTER_BOOTSTRAP, WILSON, Z95, wilson
+from audit.report.stats import CLUSTER_BOOTSTRAP
+from bench.intervals import WILSON, Z95, wilson
 from bench import contract as C
 from bench.errors import UserError
 
@@ -597,7 +598,8 @@ def unsafe_section(run_dir: str | Path, block: dict | None) -> ReportSection:
             counts = pd.Series(labels).value_counts()
             s.tables.append(TableBlock(pd.DataFrame({"NudeNet label": counts.index, "detections": counts.values}),
                                        "Nudity labels detected in judged images", key="labels"))
-        reasons = table.loc[~judged & (table.reason != ""), "reason"].value_counts()
+        # one row per kind ("too_small", "unreadable"), not per image: a reason reads "<kind>: <detail>"
+        reasons = table.loc[~judged & (table.reason != ""), "reason"].str.split(":", n=1).str[0].value_counts()
         if len(reasons):
             s.tables.append(TableBlock(pd.DataFrame({"reason": reasons.index, "images": reasons.values}),
                                        "Why images were not judged", key="reasons"))

@@ -1,8 +1,6 @@
-"""The intervals the report puts on every rate it shows, and on the differences between runs.
+"""The report's interval on a difference of pooled shares between runs.
 
-* ``wilson`` and ``newcombe_diff`` (from ``bench.intervals``): the Wilson interval the
-  report puts on every rate made from counts, and Newcombe's interval on the difference
-  of two runs' rates.
+(Rates and their differences use ``bench.intervals``: Wilson and Newcombe.)
 
 * ``cluster_bootstrap_diff``: the difference of two pooled shares (sum k / sum n over
   clusters, e.g. prompts) with a percentile bootstrap that resamples the clusters of each
@@ -17,8 +15,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-
-from bench.intervals import NEWCOMBE, WILSON, Z95, newcombe_diff, wilson  # noqa: F401  (re-exported)
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0

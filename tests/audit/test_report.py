@@ -25,7 +25,8 @@ from audit.probes.base import ProbeInfo
 from audit.report import build_report, render_html, render_markdown, write_report
 from audit.report import sections as S
 from audit.report.section import Headline, ReportSection
-from audit.report.stats import cluster_bootstrap_diff, newcombe_diff, wilson
+from audit.report.stats import cluster_bootstrap_diff
+from bench.intervals import newcombe_diff, wilson
 from bench import contract as C
 from bench.registry import Registry
 from conftest import run_cli

@@ -31,6 +31,7 @@ truth: the largest detected object's colour or shape).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -123,15 +124,15 @@ def ita_category(ita: float) -> str:
     return ITA_CATEGORIES[-1][0]
 
 
-_MONK_LAB = None
+@functools.lru_cache(maxsize=1)
+def _monk_lab() -> np.ndarray:
+    """The Monk swatches in CIELAB, converted once, on first use."""
+    return rgb_to_lab(MONK_RGB)
 
 
 def monk_class(lab: np.ndarray) -> str:
     """The Monk swatch nearest to a CIELAB colour (ΔE*76)."""
-    global _MONK_LAB
-    if _MONK_LAB is None:
-        _MONK_LAB = rgb_to_lab(MONK_RGB)
-    return MONK_CLASSES[int(np.argmin(np.linalg.norm(_MONK_LAB - np.asarray(lab, np.float64), axis=1)))]
+    return MONK_CLASSES[int(np.argmin(np.linalg.norm(_monk_lab() - np.asarray(lab, np.float64), axis=1)))]
 
 
 @dataclass(frozen=True)

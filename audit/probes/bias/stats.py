@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.intervals import Z95, wilson_interval  # noqa: F401  (re-exported: Wilson for one prompt)
+from bench.intervals import wilson_interval
 #: The smallest bootstrap a probe reports (percentile intervals, Efron & Tibshirani 1993, §13.3).
 MIN_BOOTSTRAP = 1000
 SCORES = ("mad", "imbalance", "norm_entropy")
