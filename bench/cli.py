@@ -254,6 +254,56 @@ def run_reference(args) -> int:
     return 0
 
 
+COMPARE_EPILOG = """examples:
+  # two guidance scales of one run: paired by prompt, with a 95% interval for every difference
+  t2i-bench compare runs/demo@3 runs/demo@7.5
+  # two models on one prompt set (paired by prompt id), a third against the first too
+  t2i-bench compare runs/sd15 runs/sd21 runs/sdxl --out runs/compare-sd
+RUN@G keeps the images of guidance scale G.  A run given whole uses all its images.
+"""
+
+
+def add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="differences of every metric between runs, with paired 95%% intervals",
+                       epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="RUN[@GUIDANCE]", help="the baseline run first, then the others")
+    p.add_argument("--out", help="folder for compare.parquet and compare.png (default: a compare-A-vs-B "
+                                 "folder beside the first run)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.add_argument("--metrics", type=lambda s: [m for m in s.split(",") if m],
+                   help="comma-separated metric names to compare (default: every metric both runs have)")
+    p.add_argument("--no-set-metrics", action="store_true",
+                   help="compare per-image metrics only (skip FD/KID/CMMD/precision/recall)")
+    p.add_argument("--no-categories", action="store_true", help="print the overall rows only")
+    p.set_defaults(func=run_compare)
+
+
+def run_compare(args) -> int:
+    from pathlib import Path
+
+    from bench import contract as C
+    from bench.compare import compare_runs, format_table, parse_side
+    from bench.compare_plot import plot_compare
+
+    sides = [parse_side(text) for text in args.runs]
+    result = compare_runs(sides, resamples=args.resamples, seed=args.seed, set_metrics=not args.no_set_metrics,
+                          metrics=args.metrics)
+    out = Path(args.out) if args.out else sides[0].run.parent / (
+        "compare-" + "-vs-".join(s.label.replace("@", "_w") for s in sides))
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out '{out}' is a file: pass a folder for compare.parquet and compare.png")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        C.write_table(out, C.COMPARE_TABLE, result.table)
+        plot_compare(result, sides, out / C.COMPARE_PLOT)
+    except OSError as exc:
+        raise UserError(f"cannot write to '{out}' ({exc.strerror or exc}): pass a writable --out folder") from None
+    print(format_table(result, categories=not args.no_categories))
+    print(f"compare: {out / C.COMPARE}  plot: {out / C.COMPARE_PLOT}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bench.cli_prompts import add_prompts_parser
 
@@ -267,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_parser(sub)
     add_score_parser(sub)
     add_sweep_parser(sub)
+    add_compare_parser(sub)
     add_reference_parser(sub)
     return parser
 

@@ -61,3 +61,12 @@ def newcombe_diff(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> tuple[f
     l2, u2 = wilson(k2, n2, z)
     d = p1 - p2
     return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def error_bars(values, low, high) -> np.ndarray:
+    """matplotlib's asymmetric ``yerr`` (2 x rows) from values and interval bounds; never negative (a biased
+    statistic's value may lie outside its percentile interval) and 0 where a bound is missing."""
+    values = np.asarray(values, dtype=float)
+    lower = (values - np.asarray(low, dtype=float)).clip(min=0)
+    upper = (np.asarray(high, dtype=float) - values).clip(min=0)
+    return np.nan_to_num(np.vstack([lower, upper]), nan=0.0)

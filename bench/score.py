@@ -133,14 +133,15 @@ def _prompt_specs(manifest: dict) -> dict | None:
 
 
 def _run_metrics(metrics, stage: str, samples: pd.DataFrame, fields: dict, ref_label: str | None,
-                 options: dict, boot=None) -> list[dict]:
+                 options: dict, boot=None, image_scores: list | None = None) -> list[dict]:
     """metrics.parquet rows of every registered metric of ``stage``, for all images and per guidance scale.
 
     ``fields`` holds the pass's inputs for all of ``samples``: row-aligned ones
     (FeatureSets, arrays, lists) are cut to each group; the reference is shared.
     With ``boot`` (``bench.metrics.bootstrap.Bootstrap``, resamples > 0) each metric that
     declares an ``interval`` gets ci_low, ci_high, ci_method and n_for_1pct on its rows,
-    from a generator seeded by (seed, stage and metric name, group).
+    from a generator seeded by (seed, stage and metric name, group).  Per-image values of the
+    all-images group (results carrying ``image_ids``) are appended to ``image_scores`` as frames.
     """
     from bench.metrics import ScoreGroup
 
@@ -165,6 +166,9 @@ def _run_metrics(metrics, stage: str, samples: pd.DataFrame, fields: dict, ref_l
                 if boot is not None and boot.resamples > 0 and metric.interval is not None:
                     rng = boot.rng(zlib.crc32(f"{stage}/{metric.name}".encode()), group_no)
                     intervals = list(metric.interval(g, results, boot, rng))
+                if image_scores is not None and guidance is None:
+                    image_scores += [_image_score_frame(r) for r in results
+                                     if r.subset == C.ALL_SUBSET and r.image_ids is not None and r.values is not None]
                 for result, interval in zip(results, intervals):
                     row = result.to_row()
                     row.update(guidance=math.nan if guidance is None else guidance,
@@ -173,6 +177,23 @@ def _run_metrics(metrics, stage: str, samples: pd.DataFrame, fields: dict, ref_l
                         row.update(interval.to_row())
                     rows.append(row)
     return rows
+
+
+def _image_score_frame(result) -> pd.DataFrame:
+    return pd.DataFrame({"image_id": list(result.image_ids), "prompt_id": list(result.prompts),
+                         "metric": result.metric, "value": np.asarray(result.values, np.float64),
+                         "extractor": result.extractor})
+
+
+def _write_image_scores(run: Path, frames: list[pd.DataFrame], samples: pd.DataFrame) -> None:
+    """image_scores.parquet: every per-image value, with the image's category and guidance from samples."""
+    if not frames:  # no per-image metric this time: drop a stale table of an earlier score
+        C.IMAGE_SCORES_TABLE.path(run).unlink(missing_ok=True)
+        return
+    scores = pd.concat(frames, ignore_index=True)
+    info = samples[["image_id", "category", "guidance"]].drop_duplicates("image_id")
+    scores = scores.merge(info, on="image_id", how="left")
+    C.write_table(run, C.IMAGE_SCORES_TABLE, C.coerce(scores, C.IMAGE_SCORES_TABLE))
 
 
 def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
@@ -203,6 +224,7 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
         raise UserError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {spec.bootstrap}")
     boot = Bootstrap(resamples=spec.bootstrap, seed=spec.seed)
     rows: list[dict] = []
+    image_scores: list[pd.DataFrame] = []
     skipped: dict[str, str] = {}
 
     def gen_features(extractor):
@@ -234,7 +256,7 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
             elif reference:
                 fields["reference"] = ref_features(extractor)
                 fields["reference_stats"] = GaussianStats.from_features(fields["reference"])  # once, not per guidance
-            rows += _run_metrics(metrics, "features", kept, fields, ref_label, options, boot)
+            rows += _run_metrics(metrics, "features", kept, fields, ref_label, options, boot, image_scores)
             _log_warnings(caught)
 
         if spec.clip:
@@ -250,14 +272,14 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
                             int(truncated.sum()), len(unique), clip.context_length)
             fields = {"gen": fs, "text_emb": text_emb[index], "truncated": truncated[index],
                       "reference": ref_features(clip) if reference and not reference.npz else None}
-            rows += _run_metrics(metrics, "clip", kept, fields, ref_label, options, boot)
+            rows += _run_metrics(metrics, "clip", kept, fields, ref_label, options, boot, image_scores)
             _log_warnings(caught)
 
         specs = _prompt_specs(manifest)
         if specs:
             judged = samples[samples.prompt_id.isin(specs) & ~samples.path.isin(skipped)].reset_index(drop=True)
             fields = {"images": [run / p for p in judged.path], "specs": specs}
-            rows += _run_metrics(metrics, "specs", judged, fields, None, options, boot)
+            rows += _run_metrics(metrics, "specs", judged, fields, None, options, boot, image_scores)
             _log_warnings(caught)
 
     if not rows:
@@ -267,6 +289,7 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
         )
     table = C.coerce(pd.DataFrame(rows), C.METRICS_TABLE)
     C.write_table(run, C.METRICS_TABLE, table)
+    _write_image_scores(run, image_scores, samples)
     _update_summary(run, table, skipped)
     return table
 
@@ -278,11 +301,15 @@ def _log_warnings(caught: list) -> None:
 
 
 def _update_summary(run: Path, table: pd.DataFrame, skipped: dict[str, str]) -> None:
-    """Headline numbers (all images and per guidance) for the dashboard: summary.json["metrics"]."""
+    """Headline numbers (all images and per guidance) for the dashboard: summary.json["metrics"], and their
+    95% intervals ``[low, high]`` under summary.json["metric_intervals"] (same keys; absent when none)."""
     overall = table[table.subset == C.ALL_SUBSET]
     headline: dict = {}
+    intervals: dict = {}
     for _, r in overall.iterrows():
         key = "all" if pd.isna(r.guidance) else f"{r.guidance:g}"
         headline.setdefault(key, {})[r.metric] = r.value
-    C.update_summary(run, {"metrics": headline, "skipped_images": len(skipped),
+        if np.isfinite(r.ci_low) and np.isfinite(r.ci_high):
+            intervals.setdefault(key, {})[r.metric] = [float(r.ci_low), float(r.ci_high)]
+    C.update_summary(run, {"metrics": headline, "metric_intervals": intervals, "skipped_images": len(skipped),
                            "skipped": dict(list(skipped.items())[:20])})

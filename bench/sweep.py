@@ -18,6 +18,7 @@ import pandas as pd
 from bench import contract as C
 from bench.atomic import atomic_path
 from bench.errors import UserError
+from bench.intervals import error_bars
 from bench.generate import generate
 from bench.runspec import RunSpec
 from bench.score import ScoreSpec, score_run
@@ -50,10 +51,8 @@ def _interval_err(table: pd.DataFrame, column: str):
     low, high = (f"{column}{s}" for s in C.INTERVAL_SUFFIXES)
     if low not in table.columns or high not in table.columns:
         return None
-    values = table[column].to_numpy(dtype=float)
-    lower = (values - table[low].to_numpy(dtype=float)).clip(min=0)
-    upper = (table[high].to_numpy(dtype=float) - values).clip(min=0)
-    return np.nan_to_num(np.vstack([lower, upper]), nan=0.0)
+    return error_bars(table[column], table[low], table[high])
+
 
 
 def fd_column(table: pd.DataFrame) -> str | None:

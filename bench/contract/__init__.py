@@ -19,6 +19,9 @@ from bench.contract.files import (
     FEATURES_DIR,
     IMAGES_DIR,
     MANIFEST,
+    COMPARE,
+    COMPARE_PLOT,
+    IMAGE_SCORES,
     METRICS,
     NEIGHBOURS_DIR,
     REMOTE_CACHE_DIR,
@@ -47,6 +50,8 @@ from bench.contract.tables import (
     UNSAFE_TABLE,
     MEMORIZATION_PROMPTS_TABLE,
     MEMORIZATION_TABLE,
+    COMPARE_TABLE,
+    IMAGE_SCORES_TABLE,
     METRICS_TABLE,
     SAMPLES_TABLE,
     SWEEP_TABLE,
@@ -64,12 +69,12 @@ from bench.contract.tables import (
 )
 
 __all__ = [
-    "AUDIT_DIR", "FEATURES_DIR", "IMAGES_DIR", "MANIFEST", "METRICS", "NEIGHBOURS_DIR", "REMOTE_CACHE_DIR",
+    "AUDIT_DIR", "COMPARE", "COMPARE_PLOT", "IMAGE_SCORES", "FEATURES_DIR", "IMAGES_DIR", "MANIFEST", "METRICS", "NEIGHBOURS_DIR", "REMOTE_CACHE_DIR",
     "REPORT_HTML", "REPORT_MD", "SAMPLES", "SUMMARY", "SUMMARY_LOCK", "SWEEP", "SWEEP_PLOT",
     "audit_table_file", "is_run_dir",
     "FEATURE_METRIC_BASES", "INCEPTION_NAME", "extractor_name", "feature_metric_name", "parse_metric_name",
     "upgrade_metric_names",
     "AUDITS_KEY", "modify_summary", "read_summary", "record_audit", "update_summary",
-    "BIAS_PROMPTS_TABLE", "BIAS_TABLE", "UNSAFE_TABLE", "MEMORIZATION_PROMPTS_TABLE", "MEMORIZATION_TABLE", "METRICS_TABLE", "SAMPLES_TABLE", "SWEEP_TABLE", "TABLES",
+    "BIAS_PROMPTS_TABLE", "BIAS_TABLE", "COMPARE_TABLE", "IMAGE_SCORES_TABLE", "UNSAFE_TABLE", "MEMORIZATION_PROMPTS_TABLE", "MEMORIZATION_TABLE", "METRICS_TABLE", "SAMPLES_TABLE", "SWEEP_TABLE", "TABLES",
     "WATERMARK_TABLE", "ALL_SUBSET", "CATEGORY_PREFIX", "INTERVAL_SUFFIXES", "ContractError", "Table", "audit_table", "coerce", "read_table", "write_table",
 ]  # fmt: skip

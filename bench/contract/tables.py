@@ -77,6 +77,33 @@ METRICS_TABLE = Table(
 #: ``n_for_1pct``: the N at which the interval would be ±1% of the value (half-width ∝ 1/sqrt(N));
 #: ``bench.metrics.bootstrap``.  In sweep.parquet a metric's interval is ``<metric>`` + ``INTERVAL_SUFFIXES``.
 INTERVAL_SUFFIXES = ("_ci_low", "_ci_high")
+
+#: One row per (image, per-image metric) of ``score``: the values whose mean is a per-image metric's
+#: "all" row (CLIP score, compositional accuracy as 1/0).  ``t2i-bench compare`` pairs runs on them and the
+#: dashboard's prompt browser shows them beside each image.
+IMAGE_SCORES_TABLE = Table(
+    "image scores", F.IMAGE_SCORES,
+    {"image_id": "str", "prompt_id": "str", "category": "str", "guidance": "float", "metric": "str",
+     "value": "float", "extractor": "str?"},
+    required=("image_id", "prompt_id", "metric", "value"),
+    missing_hint="the run has not been scored with a per-image metric (CLIP score, compositional accuracy)",
+    defaults={"category": "", "guidance": math.nan, "extractor": None},
+)  # fmt: skip
+
+#: One row per (metric, subset, side-by-side pair of runs) of ``t2i-bench compare`` (``bench.compare``):
+#: ``delta`` = value_b - value_a with its 95% interval; ``paired`` says whether shared prompts were resampled
+#: together; ``significant``: the interval excludes 0.
+COMPARE_TABLE = Table(
+    "compare", F.COMPARE,
+    {"metric": "str", "subset": "str", "run_a": "str", "run_b": "str", "value_a": "float", "value_b": "float",
+     "delta": "float", "ci_low": "float", "ci_high": "float", "significant": "bool", "paired": "bool",
+     "n_a": "float", "n_b": "float", "n_shared_prompts": "float", "higher_is_better": "bool?", "test": "str",
+     "note": "str"},
+    required=("metric", "subset", "run_a", "run_b", "delta"),
+    missing_hint="t2i-bench compare has not written it",
+    defaults={"note": "", "higher_is_better": None},
+)  # fmt: skip
+
 ALL_SUBSET = "all"
 CATEGORY_PREFIX = "category="
 
@@ -171,7 +198,7 @@ UNSAFE_TABLE = Table(
 
 #: Every table by name (the dashboard's downloads and the report list them from here).
 TABLES: dict[str, Table] = {
-    t.name: t for t in (SAMPLES_TABLE, METRICS_TABLE, SWEEP_TABLE, MEMORIZATION_TABLE, MEMORIZATION_PROMPTS_TABLE,
+    t.name: t for t in (SAMPLES_TABLE, METRICS_TABLE, IMAGE_SCORES_TABLE, SWEEP_TABLE, MEMORIZATION_TABLE, MEMORIZATION_PROMPTS_TABLE,
                         WATERMARK_TABLE, BIAS_TABLE, BIAS_PROMPTS_TABLE, UNSAFE_TABLE)
 }  # fmt: skip
 

@@ -49,6 +49,8 @@ class MetricResult:
     # (``bench.metrics.bootstrap.prompt_intervals``); not written to metrics.parquet.
     values: np.ndarray | None = field(default=None, compare=False, repr=False)
     prompts: Sequence[Any] | None = field(default=None, compare=False, repr=False)
+    # The image id of each value (overall rows): written to image_scores.parquet by ``bench.score``.
+    image_ids: Sequence[Any] | None = field(default=None, compare=False, repr=False)
 
     def to_row(self) -> dict[str, Any]:
         """A row for metrics.parquet (the caller adds guidance and reference)."""

@@ -149,7 +149,8 @@ def _score(group: ScoreGroup) -> list[MetricResult]:
     report = clip_score_report(group.samples, group.gen.features, group.text_emb, truncated=group.truncated,
                                extractor=group.gen.extractor)
     per_image = report.per_image
-    overall = replace(report.overall, values=per_image["clip_score"].to_numpy(), prompts=per_image["prompt_id"].tolist())
+    overall = replace(report.overall, values=per_image["clip_score"].to_numpy(), prompts=per_image["prompt_id"].tolist(),
+                      image_ids=per_image["image_id"].tolist() if "image_id" in per_image else None)
     return [overall, *category_results(report.per_group, report.overall.metric, "mean", "n_images",
                                        group.gen.extractor, per_image=per_image, image_value_col="clip_score")]
 

@@ -83,13 +83,14 @@ def _rbf(x: np.ndarray, y: np.ndarray, gamma: float) -> np.ndarray:
 
 
 def cmmd_resamples(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """CMMD of each resample (rows of ``counts``, summing to N) of ``x`` against a fixed ``y``: the V-statistic on
+    """CMMD of each resample (rows of ``counts``; totals may differ) of ``x`` against a fixed ``y``: the V-statistic on
     the resampled rows, exactly (``1000 (c^T K_xx c / N² + mean K_yy - 2 c^T K_xy 1 / (N M))``), kernels built once."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     gamma = 1.0 / (2 * SIGMA**2)
-    n, m = len(x), len(y)
+    m = len(y)
     c = np.asarray(counts, np.float64)
+    n = c.sum(axis=1)  # N for a plain resample; any total for a resample of whole prompts (bench.compare)
     xx = ((c @ _rbf(x, x, gamma)) * c).sum(axis=1) / (n * n)
     xy = c @ _rbf(x, y, gamma).sum(axis=1) / (n * m)
     return SCALE * (xx + _mean_rbf(y, y, gamma) - 2 * xy)

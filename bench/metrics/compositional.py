@@ -127,7 +127,8 @@ def _score(group: ScoreGroup) -> list[MetricResult]:
     report = compositional_accuracy(group.samples, group.images, specs=group.specs)
     per_image = report.per_image.assign(correct_value=report.per_image["correct"].astype(np.float64))
     overall = replace(report.overall, values=per_image["correct_value"].to_numpy(),
-                      prompts=per_image["prompt_id"].tolist())
+                      prompts=per_image["prompt_id"].tolist(),
+                      image_ids=per_image["image_id"].tolist() if "image_id" in per_image else None)
     return [overall, *category_results(report.per_group, report.overall.metric, "accuracy", "n", JUDGE,
                                        per_image=per_image, image_value_col="correct_value")]
 

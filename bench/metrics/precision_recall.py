@@ -112,9 +112,8 @@ def pr_resamples(g: np.ndarray, r: np.ndarray, counts: np.ndarray, k: int = 3) -
     its k-th nearest neighbour among the drawn copies of the *other* images (copies of itself, at distance 0,
     are left out, as KID leaves out pairs of copies); distances are computed once."""
     c_all = np.asarray(counts, np.float64)
-    n = len(g)
     precision_ind = in_manifold(g, r, knn_radii_sq(r, k)).astype(np.float64)
-    precision = c_all @ precision_ind / n
+    precision = c_all @ precision_ind / c_all.sum(axis=1)
     g_sq = (g * g).sum(axis=1)
     d_gg = _sq_distances(g, g, g_sq, g_sq)
     np.fill_diagonal(d_gg, np.inf)
