@@ -101,3 +101,11 @@ def plot_compare(result: CompareResult, sides: list[Side], path: Path) -> Path:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def save_comparison(result: CompareResult, sides: list[Side], out: Path) -> tuple[Path, Path]:
+    """Write ``compare.parquet`` and ``compare.png`` into the folder ``out`` (made if missing)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    C.write_table(out, C.COMPARE_TABLE, result.table)
+    return out / C.COMPARE, plot_compare(result, sides, out / C.COMPARE_PLOT)

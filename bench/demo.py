@@ -5,7 +5,9 @@
 3. scores it in one feature pass (FD/KID/precision/recall on EfficientNet-Lite0
    features, compositional accuracy by the world's detector, CLIP score with the
    built-in evaluator CLIP when it is installed) and draws the guidance sweep;
-4. prints where the run, its summary and the dashboard command are.
+4. compares guidance 3 with 7.5 on the same prompts and seeds (``t2i-bench compare``: paired bootstrap,
+   significance at 95%) and writes ``<runs>/compare-demo_w3-vs-demo_w7.5``;
+5. prints where the run, its summary and the dashboard command are.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sys
 from pathlib import Path
 
 from bench.cli import setup_cli_output
+from bench.compare import Side, compare_runs, format_table
+from bench.compare_plot import save_comparison
 from bench.errors import UserError
 from bench.models.loader import DEFAULT_MODEL
 from bench.prompts import load_prompt_set
@@ -65,6 +69,10 @@ def main(argv=None) -> int:
         score = ScoreSpec(run=str(run_dir), reference=str(ref_dir), features=("efficientnet-lite0",),
                           clip="builtin" if builtin_clip_available() else None)
         table = run_sweep(spec, score)
+        sides = [Side(run_dir, 3.0), Side(run_dir, 7.5)]
+        compared = compare_runs(sides)
+        compare_dir = runs / "compare-demo_w3-vs-demo_w7.5"
+        save_comparison(compared, sides, compare_dir)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -72,6 +80,10 @@ def main(argv=None) -> int:
     print()
     print(with_intervals(table).to_string(index=False))
     print("(95% bootstrap intervals; FD and KID with N <= d are flagged above: compare them across scales only)")
+    print()
+    print(format_table(compared, categories=False))
+    print(f"compare  : {compare_dir / C.COMPARE}  plot: {compare_dir / C.COMPARE_PLOT}"
+          f"   (same as: t2i-bench compare {run_dir}@3 {run_dir}@7.5)")
     print()
     print(f"model    : {DEFAULT_MODEL}" + (" (tiny random pipeline: its images are noise until the built-in world model ships)"
                                            if DEFAULT_MODEL.endswith("tiny-random") else ""))

@@ -3,7 +3,7 @@
 Usually started by ``t2i-dashboard`` (``dashboard.cli``).  The runs root comes
 from ``--runs`` after Streamlit's ``--``, else the ``T2I_RUNS_DIR`` environment
 variable, else ``./runs``.  The navigation is built from the page registry
-``dashboard.pages.PAGES`` (Runs, Metrics, Memorization, Audits, Bias, Report, and any plugin
+``dashboard.pages.PAGES`` (Overview, the landing page; Runs, the prompt browser; Metrics, Compare, Memorization, Audits, Bias, Report; and any plugin
 page of the ``t2i_audit.pages`` entry point group); add a page there, not here.
 
 Importing this module has no side effects; Streamlit runs it as ``__main__``.

@@ -18,8 +18,8 @@ out of the navigation with a one-line problem (``load_pages``) the app shows;
 a built-in page that fails is a bug and raises.
 
     from dashboard.pages import page_titles
-    page_titles()  # [("Runs", "runs"), ("Metrics", "metrics"), ("Memorization", "memorization"), ("Audits", "audits"),
-                   #  ("Bias", "bias"), ("Report", "report")]
+    page_titles()  # [("Overview", "overview"), ("Runs", "runs"), ("Metrics", "metrics"), ("Compare", "compare"),
+                   #  ("Memorization", "memorization"), ("Audits", "audits"), ("Bias", "bias"), ("Report", "report")]
 """
 
 from __future__ import annotations
@@ -66,9 +66,11 @@ def _as_page(entry: Any) -> PageInfo:
 
 
 PAGES: Registry[PageInfo] = Registry("dashboard page", entry_point_group="t2i_audit.pages", check=_as_page)
+PAGES.add("overview", PageInfo("Overview", ":material/table_view:", "overview", "dashboard.views.overview_page:render", 5))
 PAGES.add("runs", PageInfo("Runs", ":material/photo_library:", "runs", "dashboard.views.runs_page:render", 10))
 PAGES.add("metrics", PageInfo("Metrics", ":material/query_stats:", "metrics",
                               "dashboard.views.metrics_page:render", 20))  # fmt: skip
+PAGES.add("compare", PageInfo("Compare", ":material/compare:", "compare", "dashboard.views.compare_page:render", 25))
 PAGES.add("memorization", PageInfo("Memorization", ":material/content_copy:", "memorization",
                                    "dashboard.views.memorization_page:render", 30))  # fmt: skip
 PAGES.add("audits", PageInfo("Audits", ":material/fact_check:", "audits", "dashboard.views.audits_page:render", 40))

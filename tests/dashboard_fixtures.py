@@ -621,3 +621,221 @@ def page_test(page: str, runs_dir: Path, timeout: int = 60):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+# ------------------------------------------------------------- intervals, per-image scores, a second run
+# metrics.parquet with 95% intervals (ci_low, ci_high, ci_method, n_for_1pct) and sweep.parquet with
+# <metric>_ci_low / _ci_high, as `t2i-bench score --bootstrap N` / `t2i-bench sweep` write them;
+# image_scores.parquet (bench.contract.IMAGE_SCORES_TABLE); "rival", a second complete run to compare.
+
+#: The interval methods of bench.metrics.bootstrap (the FD one flagged as bench.metrics.fid flags N <= d).
+PROMPTS_METHOD = "percentile bootstrap over prompts, images nested (200 resamples, seed 0)"
+FD_METHOD = ("percentile bootstrap over generated images, reference fixed (200 resamples, seed 0; "
+             "N=6 <= d=1280: resamples biased upward, interval unreliable)")  # fmt: skip
+SET_METHOD = "percentile bootstrap over generated images, reference fixed (200 resamples, seed 0)"
+CI_HALF_WIDTH = 0.1  # each interval is value * (1 -/+ CI_HALF_WIDTH)
+
+
+def add_sweep_intervals(run: Path) -> pd.DataFrame:
+    """Give every row of ``run``'s metrics.parquet a 95% interval (value ± 10%), its method and n_for_1pct,
+    and sweep.parquet the ``<metric>_ci_low`` / ``_ci_high`` columns; returns the metrics table."""
+    rows = C.read_table(run, C.METRICS_TABLE)
+    rows["ci_low"] = rows["value"] * (1 - CI_HALF_WIDTH)
+    rows["ci_high"] = rows["value"] * (1 + CI_HALF_WIDTH)
+    rows["ci_method"] = [FD_METHOD if m.startswith("FD_") else PROMPTS_METHOD if m in ("CLIPScore", "compositional_accuracy")
+                         else SET_METHOD for m in rows["metric"]]  # fmt: skip
+    rows["n_for_1pct"] = rows["n"] * (CI_HALF_WIDTH / 0.01) ** 2
+    C.write_table(run, C.METRICS_TABLE, rows)
+    sweep = C.read_table(run, C.SWEEP_TABLE)
+    for metric in HEADLINE:
+        sweep[f"{metric}_ci_low"] = sweep[metric] * (1 - CI_HALF_WIDTH)
+        sweep[f"{metric}_ci_high"] = sweep[metric] * (1 + CI_HALF_WIDTH)
+    C.write_table(run, C.SWEEP_TABLE, sweep)
+    return rows
+
+
+#: Per-image detector verdicts (compositional_accuracy 1/0) of the two runs to compare, by image id.
+#: A prompt is right for a side when the mean verdict of its images there is >= 0.5, so over both scales:
+#: demo right on p000, p001 (0.5), wrong on p002; rival wrong on p000, right on p001, p002 (0.5).
+DEMO_VERDICTS = {"p000__s000__g1": 1.0, "p000__s000__g7.5": 1.0, "p001__s000__g1": 0.0, "p001__s000__g7.5": 1.0,
+                 "p002__s000__g1": 0.0, "p002__s000__g7.5": 0.0}  # fmt: skip
+RIVAL_VERDICTS = {"p000__s000__g1": 0.0, "p000__s000__g7.5": 0.0, "p001__s000__g1": 1.0, "p001__s000__g7.5": 1.0,
+                  "p002__s000__g1": 1.0, "p002__s000__g7.5": 0.0}  # fmt: skip
+
+
+def compare_score_rows(run: Path, verdicts: dict[str, float], clip_offset: float = 0.0) -> pd.DataFrame:
+    """image_scores.parquet of a run made by ``make_complete_run``: the detector's verdict and a CLIP score
+    (20 + 2 x guidance + ``clip_offset``) per image, with the image's prompt, category and guidance."""
+    samples = C.read_table(run, C.SAMPLES_TABLE)
+    rows = []
+    for sample in samples.to_dict("records"):
+        common = {"image_id": sample["image_id"], "prompt_id": sample["prompt_id"], "category": sample["category"],
+                  "guidance": sample["guidance"]}  # fmt: skip
+        rows.append({**common, "metric": "compositional_accuracy", "value": verdicts[sample["image_id"]],
+                     "extractor": "shapes-detector"})  # fmt: skip
+        rows.append({**common, "metric": "CLIPScore", "value": 20 + 2 * sample["guidance"] + clip_offset,
+                     "extractor": "clip-builtin"})  # fmt: skip
+    return C.coerce(pd.DataFrame(rows), C.IMAGE_SCORES_TABLE)
+
+
+def add_compare_scores(run: Path, verdicts: dict[str, float], clip_offset: float = 0.0) -> pd.DataFrame:
+    """Write ``compare_score_rows`` as the run's image_scores.parquet; returns it."""
+    table = compare_score_rows(run, verdicts, clip_offset)
+    C.write_table(run, C.IMAGE_SCORES_TABLE, table)
+    return table
+
+
+def make_compare_root(tmp: Path) -> Path:
+    """``make_runs_root`` plus per-image scores and intervals on ``demo``, and ``rival``: an older complete run
+    of the same prompts and seeds, its metrics 10% higher, with its own per-image scores (``RIVAL_VERDICTS``)."""
+    root = make_runs_root(tmp)
+    add_sweep_intervals(root / "demo")
+    add_compare_scores(root / "demo", DEMO_VERDICTS)
+    rival = make_complete_run(root, "rival", created="2024-12-30T10:00:00+00:00")
+    metrics = C.read_table(rival, C.METRICS_TABLE)
+    C.write_table(rival, C.METRICS_TABLE, metrics.assign(value=metrics["value"] * 1.1))
+    sweep = C.read_table(rival, C.SWEEP_TABLE)
+    C.write_table(rival, C.SWEEP_TABLE, sweep.assign(**{m: sweep[m] * 1.1 for m in HEADLINE}))
+    add_sweep_intervals(rival)
+    add_compare_scores(rival, RIVAL_VERDICTS, clip_offset=1.5)
+    return root
+
+
+def fake_compare_table(labels: list[str]) -> pd.DataFrame:
+    """A bench.compare result table (``COMPARE_TABLE``) of the first label against each other one: two metrics,
+    overall and per category; CLIP score differs significantly, compositional accuracy does not."""
+    rows = []
+    for other in labels[1:]:
+        for subset in ("all", "category=counting", "category=spatial"):
+            rows.append({"metric": "CLIPScore", "subset": subset, "run_a": labels[0], "run_b": other,
+                         "value_a": 27.0, "value_b": 28.5, "delta": 1.5, "ci_low": 0.5, "ci_high": 2.5,
+                         "significant": True, "paired": True, "n_a": 6.0, "n_b": 6.0, "n_shared_prompts": 3.0,
+                         "higher_is_better": True, "test": "paired bootstrap over shared prompts", "note": ""})  # fmt: skip
+            rows.append({"metric": "compositional_accuracy", "subset": subset, "run_a": labels[0], "run_b": other,
+                         "value_a": 0.5, "value_b": 0.5, "delta": 0.0, "ci_low": -0.5, "ci_high": 0.5,
+                         "significant": False, "paired": True, "n_a": 6.0, "n_b": 6.0, "n_shared_prompts": 3.0,
+                         "higher_is_better": True, "test": "paired bootstrap over shared prompts",
+                         "note": "<b>few</b> prompts"})  # fmt: skip
+    return C.coerce(pd.DataFrame(rows), C.COMPARE_TABLE)
+
+
+# ------------------------------------------------------------- overview and prompt browser
+# image_scores.parquet (bench.contract.IMAGE_SCORES_TABLE, as ``t2i-bench score`` writes it since per-image
+# scores are kept), metric intervals (metrics.parquet ci_low/ci_high, summary.json["metric_intervals"]) and
+# a big run for the browser's first-paint test.
+
+#: Per-image CLIP score and detector verdict (compositional accuracy 1/0) of the ``demo`` images.
+IMAGE_CLIP = {"p000__s000__g1": 21.5, "p000__s000__g7.5": 30.25, "p001__s000__g1": 24.0,
+              "p001__s000__g7.5": 33.5, "p002__s000__g1": 18.75, "p002__s000__g7.5": 27.0}  # fmt: skip
+IMAGE_CORRECT = {"p000__s000__g1": 1.0, "p000__s000__g7.5": 1.0, "p001__s000__g1": 0.0,
+                 "p001__s000__g7.5": 1.0, "p002__s000__g1": 0.0, "p002__s000__g7.5": 0.0}  # fmt: skip
+
+
+def image_score_rows(run: Path) -> pd.DataFrame:
+    """image_scores.parquet for a run made by ``make_complete_run``: CLIPScore and compositional_accuracy per image."""
+    samples = C.read_table(run, C.SAMPLES_TABLE)
+    rows = []
+    for sample in samples.to_dict("records"):
+        for metric, values, extractor in (("CLIPScore", IMAGE_CLIP, "clip"), ("compositional_accuracy", IMAGE_CORRECT,
+                                                                               "shapes-detector")):  # fmt: skip
+            rows.append({"image_id": sample["image_id"], "prompt_id": sample["prompt_id"],
+                         "category": sample["category"], "guidance": sample["guidance"], "metric": metric,
+                         "value": values[sample["image_id"]], "extractor": extractor})  # fmt: skip
+    return C.coerce(pd.DataFrame(rows), C.IMAGE_SCORES_TABLE)
+
+
+def add_image_scores(run: Path) -> pd.DataFrame:
+    """Write image_scores.parquet of ``run`` (``image_score_rows``); returns it."""
+    table = image_score_rows(run)
+    C.write_table(run, C.IMAGE_SCORES_TABLE, table)
+    return table
+
+
+def interval_of(value: float) -> tuple[float, float]:
+    """The made-up 95% interval of a headline value: ±10 %."""
+    return value * 0.9, value * 1.1
+
+
+def add_metric_intervals(run: Path, in_table: bool = True) -> None:
+    """Give every metrics.parquet row of ``run`` a 95% interval (``interval_of``) and record the headline
+    intervals under summary.json["metric_intervals"], as ``t2i-bench score --bootstrap`` does."""
+    rows = C.read_table(run, C.METRICS_TABLE)
+    if in_table:
+        rows["ci_low"], rows["ci_high"] = zip(*[interval_of(v) for v in rows["value"]])
+        rows["ci_method"] = "bootstrap 95% (test)"
+        C.write_table(run, C.METRICS_TABLE, rows)
+    C.update_summary(run, {"metric_intervals": {
+        ("all" if math.isnan(g) else f"{g:g}"): {m: list(interval_of(v[g])) for m, v in HEADLINE.items()}
+        for g in HEADLINE[FD]}})  # fmt: skip
+
+
+def make_big_run(root: Path, name: str = "big", n_images: int = 10_000, n_files: int = 64, size: int = 64,
+                 created: str = "2025-06-01T00:00:00+00:00") -> Path:
+    """A complete run of ``n_images`` rows whose images are ``n_files`` distinct ``size`` px PNGs (a shape on a
+    background, none blank) shared round-robin, so a page of up to ``n_files`` images shows distinct files."""
+    from PIL import ImageDraw
+
+    run = Path(root) / name
+    (run / "images").mkdir(parents=True)
+    for i in range(n_files):
+        image = Image.new("RGB", (size, size), (250 - 3 * i, 245, 235))
+        ImageDraw.Draw(image).ellipse((8 + i % 16, 8, size - 8, size - 8 - i % 16), fill=(40 + 3 * i, 80, 200 - 2 * i))
+        image.save(run / "images" / f"file{i:03d}.png")
+    categories = ["counting", "spatial", "colour", "position"]
+    n_prompts = max(1, n_images // (2 * len(GUIDANCE)))
+    ids = [f"i{i:05d}" for i in range(n_images)]
+    prompt_no = [i // (2 * len(GUIDANCE)) for i in range(n_images)]
+    samples = pd.DataFrame({
+        "image_id": ids, "prompt_id": [f"p{p:05d}" for p in prompt_no],
+        "prompt": [f"prompt number {p} with {p % 5 + 1} shapes" for p in prompt_no],
+        "category": [categories[p % len(categories)] for p in prompt_no],
+        "sample_index": [(i // len(GUIDANCE)) % 2 for i in range(n_images)], "seed": 1,
+        "guidance": [GUIDANCE[i % len(GUIDANCE)] for i in range(n_images)],
+        "cfg_scale": [GUIDANCE[i % len(GUIDANCE)] for i in range(n_images)],
+        "path": [f"images/file{i % n_files:03d}.png" for i in range(n_images)], "width": size, "height": size,
+        "truncated": False,
+    })  # fmt: skip
+    C.write_table(run, C.SAMPLES_TABLE, C.coerce(samples, C.SAMPLES_TABLE))
+    meta = manifest(name, created)
+    meta.update(images_per_prompt=2, height=size, width=size)
+    meta["prompt_set"] = {**meta["prompt_set"], "n_prompts": n_prompts}
+    write_json(run / C.MANIFEST, meta)
+    scores = pd.DataFrame({"image_id": ids * 2, "prompt_id": list(samples["prompt_id"]) * 2,
+                           "category": list(samples["category"]) * 2, "guidance": list(samples["guidance"]) * 2,
+                           "metric": ["CLIPScore"] * n_images + ["compositional_accuracy"] * n_images,
+                           "value": [20 + (i * 37 % 150) / 10 for i in range(n_images)]
+                                    + [float(i % 3 != 0) for i in range(n_images)],
+                           "extractor": ["clip"] * n_images + ["shapes-detector"] * n_images})  # fmt: skip
+    C.write_table(run, C.IMAGE_SCORES_TABLE, C.coerce(scores, C.IMAGE_SCORES_TABLE))
+    C.update_summary(run, {"run": name, "n_images": n_images, "complete": True})
+    return run
+
+
+def artifacts_dir(tmp_path: Path) -> Path:
+    """Where a test keeps its screenshots: ``$T2I_TEST_ARTIFACTS``, else ``$T2I_SCREENSHOT_DIR``, else
+    ``build/test-artifacts/`` of the repository (``keep_screenshots``); created."""
+    import os
+
+    folder = Path(os.environ.get("T2I_TEST_ARTIFACTS") or os.environ.get("T2I_SCREENSHOT_DIR")
+                  or Path(__file__).resolve().parent.parent / "build" / "test-artifacts")  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def app_on_page(monkeypatch, runs_dir: Path, title: str = "Runs", run: str | None = None, timeout: int = 60):
+    """The whole app run by AppTest (``app_test``) and switched to the page titled ``title`` (the landing page
+    is the Overview), optionally with ``?run=`` set first."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.cli import APP_PATH
+
+    monkeypatch.setenv("T2I_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(APP_PATH), default_timeout=timeout)
+    if run is not None:
+        at.query_params["run"] = run
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at._page_hash = next(h for h, info in at._registered_pages.items() if info.get("page_name") == title)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

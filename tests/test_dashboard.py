@@ -28,7 +28,7 @@ from dashboard.data import reading as IO
 from dashboard.data import samples as S
 from dashboard.data import text as T
 from dashboard_fixtures import (
-    app_test, page_test,
+    app_on_page, app_test, page_test,
     launch_chromium,
     LIGHT_BENCH_MODULES,
     FD, N_IMAGES, PRECISION, RECALL, SHA, XSS_PROMPT, legacy_metrics_rows, make_runs_root, metrics_rows, write_json,
@@ -236,7 +236,7 @@ def test_tradeoff_points_from_sweep_or_metrics(root: Path) -> None:
 
 
 def test_app_shows_run_and_filters(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = app_test(monkeypatch, root)
+    at = app_on_page(monkeypatch, root)  # the landing page is the Overview
     assert at.sidebar.selectbox[0].value == "demo"
     assert len(at.image) == N_IMAGES
     captions = [c for img in at.image for c in img.captions]
@@ -248,7 +248,7 @@ def test_app_shows_run_and_filters(root: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_app_incomplete_run_warns(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = app_test(monkeypatch, root)
+    at = app_on_page(monkeypatch, root)  # the landing page is the Overview
     at.sidebar.selectbox[0].set_value("half-done").run()
     assert not at.exception
     assert "Incomplete run" in at.warning[0].value and len(at.image) == 0
@@ -258,7 +258,7 @@ def test_app_incomplete_run_warns(root: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_app_unreadable_manifest_shows_error(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (root / "broken").mkdir()
     (root / "broken" / "manifest.json").write_text("{not json")
-    at = app_test(monkeypatch, root)
+    at = app_on_page(monkeypatch, root)  # the landing page is the Overview
     at.sidebar.selectbox[0].set_value("broken").run()
     assert not at.exception
     assert "manifest.json is not valid JSON" in at.error[0].value.replace("\\", "")
@@ -268,7 +268,7 @@ def test_app_paginates_big_runs(root: Path, monkeypatch: pytest.MonkeyPatch) -> 
     samples = C.read_table(root / "demo", C.SAMPLES_TABLE)
     big = pd.concat([samples.assign(sample_index=i) for i in range(9)], ignore_index=True)  # 54 rows
     C.write_table(root / "demo", C.SAMPLES_TABLE, big)
-    at = app_test(monkeypatch, root)
+    at = app_on_page(monkeypatch, root)  # the landing page is the Overview
     assert len(at.image) == 48
     at.number_input[0].set_value(2).run()
     assert len(at.image) == 54 - 48
@@ -283,16 +283,17 @@ def test_app_without_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pyte
 def test_metrics_page_tables_and_curve(root: Path) -> None:
     at = page_test("metrics_page", root)
     assert at.sidebar.selectbox[0].value == "demo"
-    headline = at.dataframe[0].value
-    assert headline.loc["CLIP score ↑", "g=1"] == 24.0 and list(headline.columns) == ["all", "g=1", "g=7.5"]
-    assert [m.value for m in at.markdown] == ["**CLIP score ↑**", "**Compositional accuracy ↑**"]
-    assert list(at.dataframe[1].value.index) == ["counting", "spatial"]
-    assert len(at.get("plotly_chart")) == 1
+    headline = at.dataframe[0].value  # long: one row per (metric, guidance), with n, interval, reference
+    clip_g1 = headline[(headline.metric == "CLIP score ↑") & (headline.guidance == "g=1")]
+    assert clip_g1.value.tolist() == [24.0]
+    assert set(headline.guidance) == {"all", "g=1", "g=7.5"}
+    assert set(at.dataframe[1].value["category"]) == {"counting", "spatial"}
+    assert len(at.get("plotly_chart")) == 2  # the trade-off curve and the metric against guidance
     assert "from sweep.parquet" in " ".join(c.value for c in at.caption)
     # Axes default to the papers' choice and can be changed.
     assert [at.selectbox[0].value, at.selectbox[1].value] == ["CLIPScore", FD]
     at.selectbox[0].set_value("compositional_accuracy").run()
-    assert not at.exception and len(at.get("plotly_chart")) == 1
+    assert not at.exception and len(at.get("plotly_chart")) == 2
 
     at.sidebar.selectbox[0].set_value("half-done").run()
     assert not at.exception and "No metrics yet" in at.info[0].value
@@ -304,7 +305,7 @@ def test_metrics_page_without_sweep_or_curve(root: Path) -> None:
     run = root / "demo"
     (run / "sweep.parquet").write_bytes(b"PAR1 garbage")  # damaged: ignored, curve from metrics.parquet
     at = page_test("metrics_page", root)
-    assert "Ignoring sweep.parquet" in at.warning[0].value and len(at.get("plotly_chart")) == 1
+    assert "Ignoring sweep.parquet" in at.warning[0].value and len(at.get("plotly_chart")) == 2
     assert "from metrics.parquet" in " ".join(c.value for c in at.caption)
 
     (run / "sweep.parquet").unlink()
@@ -368,6 +369,9 @@ def test_dashboard_never_imports_torch(root: Path) -> None:
             importlib.import_module(module.name)
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({str(APP_PATH)!r}, default_timeout=30)
+        at.run()  # the landing page (Overview), then the Runs page
+        assert not at.exception, at.exception
+        at._page_hash = next(h for h, i in at._registered_pages.items() if i.get("page_name") == "Runs")
         at.run()
         assert not at.exception, at.exception
         assert len(at.image) == {N_IMAGES}
@@ -385,7 +389,7 @@ def test_dashboard_never_imports_torch(root: Path) -> None:
             at.run()
             assert not at.exception, at.exception
             if page == "metrics_page":
-                assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) >= 3
+                assert len(at.get("plotly_chart")) == 2 and len(at.dataframe) >= 3
         assert "bench.metrics" in sys.modules
         bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "open_clip", "audit")
                      or m.split(".")[:2] in (["bench", "models"], ["bench", "score"], ["bench", "generate"]))
@@ -458,7 +462,7 @@ def test_browser_runs_and_metrics_pages(chromium: Path, served_app: str, tmp_pat
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
             page.set_default_timeout(180_000)
             page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-            page.goto(served_app)
+            page.goto(served_app + "/runs")
 
             images = page.locator('[data-testid="stImage"] img')
             expect(images).to_have_count(N_IMAGES)
@@ -494,8 +498,8 @@ def test_browser_runs_and_metrics_pages(chromium: Path, served_app: str, tmp_pat
             tables = page.locator('[data-testid="stDataFrame"]')  # headline, 2 per category (+ 1 in an expander)
             expect(tables.nth(2)).to_be_visible()
             chart = page.locator(".js-plotly-plot")
-            expect(chart).to_have_count(1)
-            expect(chart.locator("text", has_text="g=7.5").first).to_be_visible()
+            expect(chart).to_have_count(2)  # the trade-off curve, the metric against guidance
+            expect(chart.first.locator("text", has_text="g=7.5").first).to_be_visible()
             expect(page.get_by_text("from sweep.parquet", exact=False)).to_be_visible()
             page.screenshot(path=str(tmp_path / "metrics.png"), full_page=True)
             assert dialogs == []

@@ -190,7 +190,7 @@ def test_memorization_page_pairs_headline_and_rates(root: Path) -> None:
     assert _verdicts(at) == ["copy" if image_id in COPIES else "not a copy" for image_id in in_order]
     # Generated + top-1 side by side, the other saved ranks in expanders; the unsaved rank is a note.
     assert len(at.image) == N_IMAGES * (1 + N_SAVED_NEIGHBOURS)
-    assert [img.captions[0] for img in at.image[:2]] == ["generated", T.escape_markdown("neighbour #1")]
+    assert [img.captions[0] for img in at.image[:2]] == ["generated", T.escape_markdown("neighbour #1 (the copy)")]
     assert len(at.expander) == N_IMAGES and at.expander[0].label == f"Other neighbours ({N_NEIGHBOURS - 1})"
     assert sum("Image not saved by the audit" in i.value for i in at.info) == N_IMAGES
     # Copy rate per prompt: table (highest first) and bar chart.
@@ -251,12 +251,74 @@ def test_memorization_page_recomputes_what_is_missing(root: Path) -> None:
     assert {r.prompt_id: (r.n_images, r.n_copies) for r in at.dataframe[0].value.itertuples()} == expected_copy_rates()
 
 
+def test_featured_neighbour_is_the_confirmed_copy(root: Path) -> None:
+    hits, _ = MZ.load_memorization(root / "demo")
+    verdicts = MZ.image_verdicts(hits)
+    featured = MZ.featured_neighbours(verdicts, hits)
+    assert list(featured["image_id"]) == list(verdicts["image_id"])
+    # A copy shows the neighbour it copies (p001 at g=7.5: rank 1, not the top-1); others their top-1.
+    assert dict(zip(featured["image_id"], featured["rank"])) == {i: COPIES.get(i, 0) for i in verdicts["image_id"]}
+    assert dict(zip(featured["image_id"], featured["is_copy"])) == {i: i in COPIES for i in verdicts["image_id"]}
+    assert featured.loc[featured["image_id"] == "p001__s000__g7.5", "copy_distance"].item() == 0.05
+
+
+def test_memorization_page_puts_the_copy_badge_on_the_copy(root: Path) -> None:
+    at = page_test("memorization_page", root)
+    at.sidebar.multiselect[1].set_value(["p001"]).run()
+    at.sidebar.toggle[0].set_value(True).run()  # p001 at g=7.5: a copy of its rank-1 (second) neighbour
+    (card,) = at.html
+    assert ">copy</span>" in card.value and "Neighbour #2: CLIP cosine" in card.value
+    assert "Top-1 neighbour" not in card.value
+    assert at.image[1].captions[0] == T.escape_markdown("neighbour #2 (the copy)")
+    # Under "Other neighbours": the top-1 with its own badge, "not a copy", and the unsaved rank.
+    assert at.expander[0].label == f"Other neighbours ({N_NEIGHBOURS - 1})"
+    badges = [m.value for m in at.expander[0].markdown]
+    assert badges == [":green-badge[not a copy] **\\#1**", ":green-badge[not a copy] **\\#3**"]
+
+
+def test_memorization_page_lays_many_neighbours_out_in_rows(root: Path) -> None:
+    hits = C.read_table(root / "demo", C.MEMORIZATION_TABLE)
+    one = hits[hits["image_id"] == "p000__s000__g1"]
+    many = pd.concat([one.iloc[[1]].assign(rank=r, neighbour_id=5000 + r, is_copy=False) for r in range(1, 20)])
+    C.write_table(root / "demo", C.MEMORIZATION_TABLE, pd.concat([one.iloc[[0]], many], ignore_index=True))
+    at = page_test("memorization_page", root)
+    (expander,) = at.expander
+    assert expander.label == "Other neighbours (19)"
+    rows = list(expander.children.values())  # one block of columns per row
+    assert [len(row.children) for row in rows] == [6, 6, 6, 6]  # 19 neighbours: 4 rows of 6 columns, never 19
+    assert sum(len(column.image) for row in rows for column in row.children.values()) == 19
+
+
+def test_memorization_page_downloads_the_audit_tables_as_csv(root: Path) -> None:
+    from dashboard.views import memorization_page
+
+    at = page_test("memorization_page", root)
+    downloads = at.get("download_button")
+    assert [d.proto.label for d in downloads] == ["Download memorization.csv", "Download memorization_prompts.csv"]
+    path = C.MEMORIZATION_TABLE.path(root / "demo")
+    csv = memorization_page._csv(str(path), IO.file_stamp(path)).decode()
+    assert csv.splitlines()[0].split(",")[:3] == ["image_id", "prompt_id", "prompt"]
+    assert len(csv.strip().splitlines()) == N_IMAGES * N_NEIGHBOURS + 1
+    (root / "demo" / MZ.PROMPTS_FILE).unlink()
+    at.run()
+    assert [d.proto.label for d in at.get("download_button")] == ["Download memorization.csv"]
+
+
 def _badges(at) -> list[str]:
     return [m.value for m in at.markdown if "-badge[" in m.value]
 
 
+def _open_runs_page(at):
+    """The app's Runs page (the navigation's default page may be another one)."""
+    (page_hash,) = [h for h, info in at._registered_pages.items() if info["page_name"] == "Runs"]
+    at._page_hash = page_hash
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def test_runs_grid_shows_watermark_scores(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = app_test(monkeypatch, root)
+    at = _open_runs_page(app_test(monkeypatch, root))
     assert at.sidebar.selectbox[0].value == "demo" and len(at.image) == N_IMAGES
     badges = _badges(at)
     assert sum(b.endswith(": visible watermark]") for b in badges) == N_FLAGGED

@@ -44,7 +44,7 @@ def _app(monkeypatch: pytest.MonkeyPatch, runs_dir: Path, run: str | None = None
         at.query_params["run"] = run
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    return at
+    return _switch(at, "Runs")  # the landing page is the Overview; the run picker's home is Runs
 
 
 def _switch(at, title: str):

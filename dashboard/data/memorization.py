@@ -61,6 +61,29 @@ def image_verdicts(hits: pd.DataFrame) -> pd.DataFrame:
     return verdicts.sort_values(["prompt_id", "guidance", "image_id"], kind="stable").reset_index(drop=True)
 
 
+def featured_neighbours(verdicts: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:
+    """The neighbour each image's pair shows, one row per row of ``verdicts`` (same order), from ``hits``.
+
+    The confirmed copy (the lowest rank whose ``is_copy`` is true) when the image is a copy, else the
+    top-1 by CLIP cosine: a "copy" badge then always sits on the neighbour that is the copy.  Columns are
+    the hit's neighbour columns (``rank``, ``neighbour_*``, ``clip_cosine``, ``copy_distance``, ``is_copy``
+    of that neighbour).
+    """
+    wanted = [int(r) if bool(c) else int(t) for r, c, t in zip(verdicts["copy_rank"], verdicts["is_copy"],
+                                                            verdicts["rank"])]  # fmt: skip
+    keyed = hits.set_index(["image_id", "rank"])
+    rows = keyed.loc[list(zip(verdicts["image_id"], wanted))].reset_index()
+    columns = ["image_id", "rank", "neighbour_id", "neighbour_key", "neighbour_caption", "neighbour_path",
+               "neighbour_abs_path", "neighbour_exists", "clip_cosine", "copy_distance", "is_copy"]  # fmt: skip
+    return rows[[c for c in columns if c in rows.columns]].reset_index(drop=True)
+
+
+def download_tables(run_dir: Path) -> list[tuple[str, Path]]:
+    """``(file name, path)`` of the memorization tables the run has (for the page's CSV downloads)."""
+    tables = (C.MEMORIZATION_TABLE, C.MEMORIZATION_PROMPTS_TABLE)
+    return [(t.file, t.path(run_dir)) for t in tables if t.path(run_dir).is_file()]
+
+
 def filter_verdicts(
     verdicts: pd.DataFrame,
     copies_only: bool = False,

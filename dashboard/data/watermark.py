@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 
 from bench import contract as C
+from bench.intervals import WILSON, wilson_interval
 from dashboard.data.audits import probe_block
 from dashboard.data.reading import read_table
-from dashboard.data.text import MISSING, format_rate, to_number
+from dashboard.data.text import MISSING, format_rate, to_number, truncate
 
 FILE = C.WATERMARK_TABLE.file
 PROBE = "watermark"
@@ -87,6 +88,55 @@ def watermark_note(row: Any) -> str | None:
     return " · ".join(parts)
 
 
+#: Probe file endings dropped from the name shown.
+_PROBE_SUFFIXES = (".safetensors", ".json", ".npz", ".pt", ".pth", ".pkl")
+
+
+def short_probe_name(probe: Any, limit: int = 40) -> str:
+    """A short name for the probe the audit recorded (a file name, possibly a path).
+
+    The cache's names are ``<extractor key>__...__<config digest>.safetensors``:
+    shown as ``"<extractor> · <digest[:8]>"``; any other name loses its folder
+    and file ending and is cut to ``limit`` characters.
+    """
+    name = str(probe).replace("\\", "/").rsplit("/", 1)[-1]
+    for suffix in _PROBE_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    parts = [p for p in name.split("__") if p]
+    if len(parts) >= 3:
+        name = f"{parts[0]} · {parts[-1][:8]}"
+    return truncate(name, limit)
+
+
+def category_rates(table: pd.DataFrame) -> pd.DataFrame:
+    """Visible-watermark rate per category of the images with a verdict: ``category, n, flagged, rate,
+    ci_low, ci_high`` (95% Wilson interval, ``bench.intervals``), categories sorted, then an "all" row.
+
+    ``table`` has ``category`` and ``visible`` (True/False/None, e.g. the grid of ``attach_watermark``);
+    images without a verdict are not counted.
+    """
+    columns = ["category", "n", "flagged", "rate", "ci_low", "ci_high"]
+    judged = table[[v is not None and v is not pd.NA and not (isinstance(v, float) and math.isnan(v))
+                    for v in table["visible"]]]  # fmt: skip
+    if judged.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object if c == "category" else float) for c in columns})
+    flags = judged["visible"].astype(bool)
+    groups = flags.groupby(judged["category"].astype(str), sort=True).agg(["size", "sum"])
+    counts = pd.DataFrame({"category": list(groups.index), "n": groups["size"].to_numpy(),
+                           "flagged": groups["sum"].to_numpy()})  # fmt: skip
+    counts.loc[len(counts)] = ["all", len(flags), int(flags.sum())]
+    counts = counts.astype({"n": "int64", "flagged": "int64"})
+    counts["rate"] = counts["flagged"] / counts["n"]
+    low, high = wilson_interval(counts["flagged"].to_numpy(), counts["n"].to_numpy())
+    counts["ci_low"], counts["ci_high"] = low, high
+    return counts[columns]
+
+
+CATEGORY_RATES_METHOD = WILSON
+
+
 def watermark_headline(summary: dict | None) -> str | None:
     """One line from ``summary.json["watermark"]`` for above the grid, or None without one."""
     block = probe_block(summary, PROBE)
@@ -98,9 +148,9 @@ def watermark_headline(summary: dict | None) -> str | None:
     )
     details = []
     if block.get("probe"):
-        details.append(f"probe {block['probe']}")
+        details.append(f"probe {short_probe_name(block['probe'])}")
     if to_number(block.get("threshold")) is not None:
-        details.append(f"threshold {float(block['threshold']):g}")
+        details.append(f"threshold {float(block['threshold']):.3g}")
     if details:
         text += f" ({', '.join(details)})"
     if to_number(block.get("invisible_rate")) is not None:

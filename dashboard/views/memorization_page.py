@@ -67,26 +67,32 @@ def _score_line(cosine: float, distance: float, row: dict) -> str:
 
 
 def card_html(row: dict) -> str:
-    """The text of one image pair as HTML; every run-derived string is ``html.escape``d."""
+    """The text of one image pair as HTML; every run-derived string is ``html.escape``d.
+
+    ``row`` is the image's verdict (``image_verdicts``) with the neighbour columns of the neighbour the pair
+    shows (``featured_neighbours``: the confirmed copy, else the top-1) and ``top_rank``, the top-1's rank.
+    """
     e = html.escape
     guidance = to_number(row.get("guidance"))
     facts = [f"prompt {e(row['prompt_id'])}", f"category {e(row['category'])}"]
     if guidance is not None:
         facts.append(f"g={guidance:g}")
+    rank, top = int(row["rank"]), int(row.get("top_rank", row["rank"]))
+    which = "Top-1 neighbour" if rank == top else f"Neighbour #{rank + 1}"
     lines = [
         f"<div>{verdict_badge(bool(row['is_copy']))}</div>",
         f'<div class="t2i-prompt" style="margin:0.4em 0"><b>{e(truncate(row["prompt"], 200))}</b></div>',
         f'<div style="opacity:0.75">{" · ".join(facts)} · image {e(row["image_id"])}</div>',
-        f"<div>Top-1 neighbour: {_score_line(row['clip_cosine'], row['copy_distance'], row)}</div>",
+        f"<div>{which}: {_score_line(row['clip_cosine'], row['copy_distance'], row)}</div>",
         f'<div class="t2i-caption">Caption: “{e(truncate(row["neighbour_caption"], 200))}”</div>'
         if row.get("neighbour_caption") else "",
         f'<div style="opacity:0.75">index row {int(row["neighbour_id"])}'
         + (f" · key {e(row['neighbour_key'])}" if row.get("neighbour_key") else "") + "</div>",
     ]  # fmt: skip
-    if row["is_copy"] and int(row["copy_rank"]) > 0:
+    if row["is_copy"] and rank != top:
         lines.append(
-            f"<div>Copy of neighbour #{int(row['copy_rank']) + 1} (see the other neighbours); "
-            "the top-1 by CLIP cosine is not confirmed by the copy distance.</div>"
+            f"<div>Copy of neighbour #{rank + 1} (shown beside the image); the top-1 by CLIP cosine "
+            f"(#{top + 1}, under the other neighbours) is not confirmed by the copy distance.</div>"
         )
     return '<div class="t2i-card">' + "".join(line for line in lines if line) + "</div>"
 
@@ -126,6 +132,7 @@ def render(root: Path) -> None:
     verdicts = MZ.image_verdicts(hits)
     summary, _ = load_summary(run.path)
     _render_headline(MZ.memorization_headline(summary, verdicts), verdicts)
+    _render_downloads(run.path)
 
     with st.sidebar:
         copies_only = st.toggle("Copies only", key=f"mem-copies::{run.name}")
@@ -162,6 +169,26 @@ def _render_headline(headline: dict, verdicts: pd.DataFrame) -> None:
         st.warning(escape_markdown(mismatch))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _csv(path: str, stamp: tuple[int, int]) -> bytes:
+    """A parquet file of the run as CSV, cached per file stamp (made when the button is clicked)."""
+    return pd.read_parquet(path).to_csv(index=False).encode("utf-8")
+
+
+def _render_downloads(run_dir: Path) -> None:
+    """A CSV download button per memorization table the run has."""
+    tables = MZ.download_tables(run_dir)
+    if not tables:
+        return
+    columns = st.columns(3)
+    for i, (file, path) in enumerate(tables):
+        name = f"{Path(file).stem}.csv"
+        columns[i % 3].download_button(  # data made on click only
+            f"Download {name}", lambda path=path: _csv(str(path), file_stamp(path)), file_name=name,
+            mime="text/csv", key=f"mem-csv-{i}", on_click="ignore", icon=":material/download:",
+        )  # fmt: skip
+
+
 def _render_prompt_rates(run: RunInfo, verdicts: pd.DataFrame, categories: list, prompt_ids: list) -> None:
     """Copy rate per prompt (table and bar chart), restricted to the chosen categories and prompts."""
     st.subheader("Copy rate per prompt")
@@ -192,7 +219,7 @@ def _render_prompt_rates(run: RunInfo, verdicts: pd.DataFrame, categories: list,
 
 
 def _render_pairs(run_name: str, shown: pd.DataFrame, n_total: int, hits: pd.DataFrame) -> None:
-    """The paginated list of generated image | top-1 neighbour | verdict card."""
+    """The paginated list of generated image | featured neighbour (the confirmed copy, else the top-1) | card."""
     st.subheader("Generated images and their nearest training images")
     if shown.empty:
         st.info("No images match the filters.")
@@ -205,17 +232,20 @@ def _render_pairs(run_name: str, shown: pd.DataFrame, n_total: int, hits: pd.Dat
     first = (page - 1) * PER_PAGE + 1
     st.caption(
         f"{len(shown)} of {n_total} images match the filters; "
-        f"showing {first}–{first + len(on_page) - 1} (page {page} of {n_pages})."
+        f"showing {first}–{first + len(on_page) - 1} (page {page} of {n_pages}). Beside each image: the "
+        "neighbour it copies when the copy distance confirms one, else its top-1 by CLIP cosine."
     )
+    featured = MZ.featured_neighbours(on_page, hits)
     by_image = dict(tuple(hits.groupby("image_id", sort=False)))
-    for i, row in enumerate(on_page.to_dict("records")):
+    for i, (verdict, neighbour) in enumerate(zip(on_page.to_dict("records"), featured.to_dict("records"))):
+        row = {**verdict, **neighbour, "is_copy": verdict["is_copy"], "top_rank": verdict["rank"]}
         with st.container(border=True, key=f"mem-pair-{i}"):  # the key gives the pair a CSS class (browser test)
-            generated, neighbour, card = st.columns([1, 1, 2])
+            generated, beside, card = st.columns([1, 1, 2])
             with generated:
                 _show_image(row["exists"], row["abs_path"], row["path"], "generated")
-            with neighbour:
-                _show_image(row["neighbour_exists"], row["neighbour_abs_path"], row["neighbour_path"],
-                            f"neighbour #{int(row['rank']) + 1}")  # fmt: skip
+            with beside:
+                label = f"neighbour #{int(row['rank']) + 1}" + (" (the copy)" if neighbour["is_copy"] else "")
+                _show_image(row["neighbour_exists"], row["neighbour_abs_path"], row["neighbour_path"], label)
             with card:
                 st.html(card_html(row))
             others = by_image[row["image_id"]]
@@ -225,16 +255,22 @@ def _render_pairs(run_name: str, shown: pd.DataFrame, n_total: int, hits: pd.Dat
                     _render_other_neighbours(others)
 
 
+#: Neighbours per row under "Other neighbours": each keeps a readable width however many were retrieved.
+NEIGHBOURS_PER_ROW = 6
+
+
 def _render_other_neighbours(others: pd.DataFrame) -> None:
-    columns = st.columns(max(len(others), 3))
-    for column, other in zip(columns, others.to_dict("records")):
-        with column:
-            verdict = "copy" if other["is_copy"] else "not a copy"
-            caption = (
-                f"#{int(other['rank']) + 1} · {verdict} · cos {other['clip_cosine']:.3f} · "
-                f"dist {other['copy_distance']:.3f} · {truncate(other['neighbour_caption'], 60)}"
-            )
-            _show_image(other["neighbour_exists"], other["neighbour_abs_path"], other["neighbour_path"], caption)
+    """The other retrieved neighbours in rows of ``NEIGHBOURS_PER_ROW``, each with its own verdict badge."""
+    records = others.to_dict("records")
+    for start in range(0, len(records), NEIGHBOURS_PER_ROW):
+        columns = st.columns(NEIGHBOURS_PER_ROW)
+        for column, other in zip(columns, records[start : start + NEIGHBOURS_PER_ROW]):
+            with column:
+                badge = ":red-badge[copy]" if other["is_copy"] else ":green-badge[not a copy]"
+                st.markdown(f"{badge} **\\#{int(other['rank']) + 1}**")
+                caption = (f"cos {other['clip_cosine']:.3f} · dist {other['copy_distance']:.3f} · "
+                           f"{truncate(other['neighbour_caption'], 60)}")  # fmt: skip
+                _show_image(other["neighbour_exists"], other["neighbour_abs_path"], other["neighbour_path"], caption)
 
 
 def _show_image(exists: bool, abs_path: str, rel_path: str, caption: str) -> None:

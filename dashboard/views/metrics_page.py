@@ -101,26 +101,44 @@ def axis_title(name: str) -> str:
     return f"{display} ({'higher' if higher else 'lower'} is better)"
 
 
+def _hover_name(name: str) -> str:
+    return html.escape(describe_metric(name)[0]).replace("%", "%%")
+
+
+def _error(points: pd.DataFrame, axis: str) -> dict | None:
+    """Plotly error bars of an axis of ``tradeoff_points`` from its 95% interval, or None without one."""
+    if f"{axis}_low" not in points.columns:
+        return None
+    bars = M.error_bars(points[axis], points[f"{axis}_low"], points[f"{axis}_high"])
+    if bars is None:
+        return None
+    return {"type": "data", "symmetric": False, "array": bars[0], "arrayminus": bars[1], "thickness": 1.2,
+            "width": 4}  # fmt: skip
+
+
 def tradeoff_figure(points: pd.DataFrame, x: str, y: str, title: str | None = None):
-    """The trade-off curve: one labelled point per guidance scale, joined in guidance order."""
+    """The trade-off curve: one labelled point per guidance scale, joined in guidance order, with each
+    axis's 95% interval as error bars where the table has one."""
     import plotly.graph_objects as go  # only this page needs plotly
 
     x_title, y_title = html.escape(axis_title(x)), html.escape(axis_title(y))
     figure = go.Figure(
         go.Scatter(
-            x=points["x"],
-            y=points["y"],
+            x=points["x"].tolist(),
+            y=points["y"].tolist(),
+            error_x=_error(points, "x"),
+            error_y=_error(points, "y"),
             mode="lines+markers+text",
             text=points["label"],
             textposition="top center",
-            customdata=points["guidance"],
+            customdata=points["guidance"].tolist(),
             marker={"size": 10},
             line={"width": 2},
             hovertemplate=(
                 "guidance %{customdata:g}<br>"
-                + html.escape(describe_metric(x)[0]).replace("%", "%%")
+                + _hover_name(x)
                 + " %{x:.4g}<br>"
-                + html.escape(describe_metric(y)[0]).replace("%", "%%")
+                + _hover_name(y)
                 + " %{y:.4g}<extra></extra>"
             ),
             name="guidance sweep",
@@ -137,9 +155,73 @@ def tradeoff_figure(points: pd.DataFrame, x: str, y: str, title: str | None = No
     return figure
 
 
+def guidance_figure(curves: list[tuple[str, pd.DataFrame]], metric: str,
+                    marked: list[tuple[str, float]] | None = None):
+    """``metric`` against the guidance scale, one line per ``(name, M.guidance_curve(...))`` with its 95%
+    interval as error bars; each ``(name, guidance)`` of ``marked`` is drawn as a larger hollow marker."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for name, curve in curves:
+        bars = M.error_bars(curve["value"], curve["low"], curve["high"])
+        figure.add_trace(go.Scatter(
+            x=curve["guidance"].tolist(), y=curve["value"].tolist(), mode="lines+markers", name=html.escape(name),
+            error_y=None if bars is None else {"type": "data", "symmetric": False, "array": bars[0],
+                                               "arrayminus": bars[1], "thickness": 1.2, "width": 5},
+            customdata=list(zip(curve["low"], curve["high"])), marker={"size": 9},
+            hovertemplate=(html.escape(name).replace("%", "%%") + "<br>guidance %{x:g}<br>" + _hover_name(metric)
+                           + " %{y:.4g}<br>95%% interval [%{customdata[0]:.4g}, %{customdata[1]:.4g}]<extra></extra>"),
+        ))  # fmt: skip
+    for name, guidance in marked or []:
+        curve = dict(curves).get(name)
+        if curve is None:
+            continue
+        at = curve[curve["guidance"] == guidance]
+        if not at.empty:
+            figure.add_trace(go.Scatter(x=at["guidance"].tolist(), y=at["value"].tolist(), mode="markers",
+                                        showlegend=False,
+                                        marker={"size": 18, "symbol": "circle-open", "line": {"width": 2}},
+                                        hoverinfo="skip", name=html.escape(f"{name} (picked)")))  # fmt: skip
+    figure.update_layout(
+        xaxis_title="guidance scale", yaxis_title=html.escape(axis_title(metric)), height=420,
+        margin={"l": 60, "r": 30, "t": 20, "b": 50}, showlegend=len(curves) > 1,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+    )  # fmt: skip
+    return figure
+
+
 def _styled(table: pd.DataFrame):
     """Numbers with 4 significant digits, missing cells as a dash."""
     return table.style.format("{:.4g}", na_rep=MISSING)
+
+
+#: How the detail tables' numeric columns are shown.
+_DETAIL_FORMATS = {"value": "{:.4g}", "95% low": "{:.4g}", "95% high": "{:.4g}", "std": "{:.3g}",
+                   "N for ±1%": "{:,.0f}", "n": "{:.0f}", "n_ref": "{:.0f}"}  # fmt: skip
+_DETAIL_HELP = {
+    "95% low": "lower end of the value's 95% interval (the method is named below the table)",
+    "95% high": "upper end of the value's 95% interval",
+    "N for ±1%": "the number of images at which the 95% interval would be ±1% of the value (half-width ∝ 1/√N)",
+    "n": "images scored", "n_ref": "reference images (two-sample metrics)",
+    "reference": "the reference run or statistics file", "std": "KID: standard deviation over its subsets",
+    "flag": "an interval the scorer marked unreliable (FD with N ≤ d: resamples are biased upward)",
+}  # fmt: skip
+
+
+def styled_details(table: pd.DataFrame):
+    """A detail table (``metrics.headline_details`` / ``category_details``) with its number formats."""
+    formats = {column: spec for column, spec in _DETAIL_FORMATS.items() if column in table.columns}
+    return table.style.format(na_rep=MISSING).format(formats, na_rep=MISSING)
+
+
+def _rows_height(table: pd.DataFrame, limit: int = 24) -> int:
+    """A table height (px) that shows up to ``limit`` rows without scrolling."""
+    return 38 + 35 * min(len(table), limit)
+
+
+def _detail_config(table: pd.DataFrame) -> dict:
+    return {column: st.column_config.Column(column, help=text) for column, text in _DETAIL_HELP.items()
+            if column in table.columns}  # fmt: skip
 
 
 def render(root: Path) -> None:
@@ -182,15 +264,37 @@ def render(root: Path) -> None:
 
 def _render_headline(metrics: pd.DataFrame) -> None:
     st.subheader("Headline")
-    table = M.headline_table(metrics, describe_metric)
+    table = M.headline_details(metrics, describe_metric)
     if table.empty:
         st.info("No headline rows (subset 'all') in metrics.parquet.")
         return
     st.caption(
-        "All images of the run. Column **all** pools every guidance scale; **g=…** is one scale. "
-        "↑ higher is better, ↓ lower is better."
+        "All images of the run, one row per metric and guidance: **all** pools every guidance scale, **g=…** is "
+        "one scale. ↑ higher is better, ↓ lower is better. **95% low/high**: the value's 95% interval; "
+        "**N for ±1%**: the images needed for an interval of ±1% of the value; **n** images scored, "
+        "**n\\_ref** reference images."
     )
-    st.dataframe(_styled(table), key="headline")
+    if (table["flag"] == "").all():
+        table = table.drop(columns="flag")
+    st.dataframe(styled_details(table), key="headline", hide_index=True, column_config=_detail_config(table),
+                 height=_rows_height(table))  # fmt: skip
+    _render_interval_notes(metrics, table)
+
+
+def _render_interval_notes(metrics: pd.DataFrame, table: pd.DataFrame) -> None:
+    """The intervals' methods (a caption) and a warning for the values flagged unreliable."""
+    methods = M.interval_methods(metrics)
+    if methods:
+        lines = [f"{escape_markdown(method)} ({escape_markdown(', '.join(describe_metric(n)[0] for n in names))})"
+                 for method, names in methods]  # fmt: skip
+        st.caption("95% intervals: " + "; ".join(lines) + ".")
+    else:
+        st.caption("No intervals in this run's metrics.parquet (score with --bootstrap N to get them).")
+    flagged = table.loc[table["flag"] != "", "metric"].unique().tolist() if "flag" in table else []
+    if flagged:
+        st.warning(f"{escape_markdown(M.UNRELIABLE_FLAG)}: {escape_markdown(', '.join(flagged))}. With no more "
+                   "images than feature dimensions the covariance is singular; score more images for a "
+                   "trustworthy value and interval.", icon=":material/warning:")  # fmt: skip
 
 
 def _render_categories(metrics: pd.DataFrame) -> None:
@@ -202,7 +306,11 @@ def _render_categories(metrics: pd.DataFrame) -> None:
     for i, name in enumerate(names):
         with columns[i % len(columns)]:
             st.markdown(f"**{escape_markdown(M.metric_label(name, *describe_metric(name)))}**")
-            st.dataframe(_styled(M.category_table(metrics, name)))
+            table = M.category_details(metrics, name)
+            if (table["flag"] == "").all():
+                table = table.drop(columns="flag")
+            st.dataframe(styled_details(table), hide_index=True, key=f"category-{i}",
+                         column_config=_detail_config(table))  # fmt: skip
 
 
 def _render_tradeoff(run: RunInfo, metrics: pd.DataFrame) -> None:
@@ -235,11 +343,20 @@ def _render_tradeoff(run: RunInfo, metrics: pd.DataFrame) -> None:
         st.info(f"No curve for these axes: {escape_markdown(reason)}.")
         return
     st.plotly_chart(tradeoff_figure(points, x, y), key="tradeoff")
+    bars = "x_low" in points.columns
     st.caption(
         f"One point per guidance scale (g), joined in increasing guidance; from {source}. "
-        "Raising guidance usually buys text alignment at the cost of fidelity and diversity "
+        + ("Bars: the 95% interval of each value. " if bars else "No intervals in this table (score with "
+           "--bootstrap N to get error bars). ")
+        + "Raising guidance usually buys text alignment at the cost of fidelity and diversity "
         "(GLIDE, Imagen and Stable Diffusion papers)."
     )
+    metric = st.selectbox(
+        "Against guidance", options, index=options.index(x), format_func=lambda c: describe_metric(c)[0],
+        key=f"guidance-metric::{run.name}",
+    )  # fmt: skip
+    curve = M.guidance_curve(table, metric)
+    st.plotly_chart(guidance_figure([(run.name, curve)], metric), key="against-guidance")
     plot = run.path / C.SWEEP_PLOT
     if plot.is_file():
         with st.expander(f"Static plot ({C.SWEEP_PLOT} from t2i-bench sweep)"):
