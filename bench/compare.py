@@ -401,7 +401,10 @@ def compare_runs(sides: Sequence[Side], resamples: int = 1000, seed: int = 0, se
     loaded = [_load(s) for s in sides]
     labels = [x.label for x in loaded]
     if len(set(labels)) < len(labels):
-        raise UserError(f"the runs to compare must differ, got {', '.join(labels)}")
+        if len(set(sides)) < len(sides):
+            raise UserError(f"the runs to compare must differ, got {', '.join(labels)}")
+        raise UserError(f"two runs are named alike ({', '.join(labels)}): rename one folder, since tables and "
+                        f"plots label runs by their folder name")
     notes: list[str] = []
     formulations = {_formulation(x) for x in loaded}
     if len(formulations) > 1:

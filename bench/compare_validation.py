@@ -5,7 +5,7 @@ guidance scales (scripts/validate_compare.py makes it):
 
 * **False significance** (the test's size).  Sample indices 2i and 2i+1 are two runs of the *same* model
   with different seeds (a seed is a function of the run seed, the prompt and the sample index).  Each of the
-  K pairs is compared on every per-image metric with ``bench.compare.delta_interval`` (the paired bootstrap
+  K pairs, at each guidance scale, is compared on every per-image metric with ``bench.compare.delta_interval`` (the paired bootstrap
   of ``t2i-bench compare``); a 95% interval should exclude 0 for about 5% of them.  The rate is reported
   with its Wilson interval (``bench.intervals``).
 * **Power** (a known gap).  The same prompts and sample indices at guidance 1 (unguided) against the
@@ -54,18 +54,18 @@ def _sums(rows: pd.DataFrame) -> PromptSums:
     return PromptSums.of(rows.value, rows.prompt_id)
 
 
-def seed_pairs(scores: pd.DataFrame, guidance: float, resamples: int, seed: int) -> list[dict]:
-    """One paired comparison per (metric, pair of sample indices 2i, 2i+1) at ``guidance``."""
-    at = scores[np.isclose(scores.guidance.to_numpy(float), guidance)]
-    indices = sorted(set(at.sample_index))
+def seed_pairs(scores: pd.DataFrame, resamples: int, seed: int) -> list[dict]:
+    """One paired comparison per (metric, guidance scale, pair of sample indices 2i, 2i+1): disjoint pairs,
+    so the tests are independent."""
     rows = []
-    for metric, m in at.groupby("metric"):
+    for (metric, guidance), m in scores.groupby(["metric", "guidance"]):
+        indices = sorted(set(m.sample_index))
         for i in range(len(indices) // 2):
             a = m[m.sample_index == indices[2 * i]]
             b = m[m.sample_index == indices[2 * i + 1]]
-            rng = np.random.default_rng([seed, i, len(metric)])
+            rng = np.random.default_rng([seed, i, len(metric), int(guidance * 100)])
             r = delta_interval(_sums(a), _sums(b), rng, resamples)
-            rows.append({"metric": metric, "pair": i, **r})
+            rows.append({"metric": metric, "guidance": guidance, "pair": i, **r})
     return rows
 
 

@@ -243,3 +243,20 @@ def test_image_scores_are_the_per_image_values_of_the_metrics(scored_run):
     assert len(comp) == 2 * 9 * 2 and set(comp.value) <= {0.0, 1.0}
     assert comp.value.mean() == pytest.approx(overall.value.item())
     assert set(comp.category) == set(C.read_table(scored_run, C.SAMPLES_TABLE).category)
+
+
+def test_validation_counts_disjoint_seed_pairs_and_detects_a_planted_gap():
+    from bench.compare_validation import guidance_pairs, seed_pairs, summarise
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for g, shift in ((1.0, 0.0), (7.5, 2.0)):
+        for p in range(25):
+            for k in range(6):
+                rows.append({"image_id": f"{p}_{k}_{g}", "prompt_id": f"p{p}", "category": "c", "guidance": g,
+                             "metric": "CLIPScore", "value": p + shift + rng.normal(scale=0.5), "sample_index": k})
+    scores = pd.DataFrame(rows)
+    same = summarise(seed_pairs(scores, 300, 0), "same")
+    assert [(c.metric, c.n_tests) for c in same] == [("CLIPScore", 2 * 3)]  # 3 disjoint pairs at each of 2 scales
+    gap = summarise(guidance_pairs(scores, 1.0, 7.5, 300, 0), "gap")
+    assert gap[0].n_tests == 6 and gap[0].n_significant == 6
