@@ -543,17 +543,16 @@ def add_report(run: Path, live_script: bool = False) -> Path:
     return path
 
 
-def keep_screenshots(tmp_path: Path, names: list[str]) -> Path:
-    """Copy screenshots from ``tmp_path`` to ``$T2I_SCREENSHOT_DIR``, else ``build/test-artifacts/``
-    of the repository (kept as the test's artifacts); returns that folder."""
-    import os
+def keep_screenshots(tmp_path: Path, names: list[str], folder: str = "") -> Path:
+    """Copy screenshots from ``tmp_path`` into ``artifacts_dir()`` (under ``folder`` when given): the
+    test's artifacts; returns that folder."""
     import shutil
 
-    folder = Path(os.environ.get("T2I_SCREENSHOT_DIR") or Path(__file__).resolve().parent.parent / "build" / "test-artifacts")
-    folder.mkdir(parents=True, exist_ok=True)
+    out = artifacts_dir() / folder
+    out.mkdir(parents=True, exist_ok=True)
     for name in names:
-        shutil.copy(Path(tmp_path) / name, folder / name)
-    return folder
+        shutil.copy(Path(tmp_path) / name, out / Path(name).name)
+    return out
 
 
 #: What a dashboard page may load of ours: the contract, the registry, the intervals (no torch, no audit).
@@ -811,13 +810,12 @@ def make_big_run(root: Path, name: str = "big", n_images: int = 10_000, n_files:
     return run
 
 
-def artifacts_dir(tmp_path: Path) -> Path:
-    """Where a test keeps its screenshots: ``$T2I_TEST_ARTIFACTS``, else ``$T2I_SCREENSHOT_DIR``, else
-    ``build/test-artifacts/`` of the repository (``keep_screenshots``); created."""
+def artifacts_dir() -> Path:
+    """Where tests keep their screenshots: ``$T2I_TEST_ARTIFACTS``, else ``build/test-artifacts/`` of the
+    repository; created."""
     import os
 
-    folder = Path(os.environ.get("T2I_TEST_ARTIFACTS") or os.environ.get("T2I_SCREENSHOT_DIR")
-                  or Path(__file__).resolve().parent.parent / "build" / "test-artifacts")  # fmt: skip
+    folder = Path(os.environ.get("T2I_TEST_ARTIFACTS") or Path(__file__).resolve().parent.parent / "build" / "test-artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -8,7 +8,6 @@ a subprocess check that torch is never imported; and one browser test
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from dashboard.data import samples as S
 from dashboard.data import text as T
 from dashboard_fixtures import (
     app_on_page, app_test, page_test,
-    launch_chromium,
+    keep_screenshots, launch_chromium,
     LIGHT_BENCH_MODULES,
     FD, N_IMAGES, PRECISION, RECALL, SHA, XSS_PROMPT, legacy_metrics_rows, make_runs_root, metrics_rows, write_json,
 )  # fmt: skip
@@ -506,8 +505,4 @@ def test_browser_runs_and_metrics_pages(chromium: Path, served_app: str, tmp_pat
         finally:
             browser.close()
 
-    screenshot_dir = os.environ.get("T2I_SCREENSHOT_DIR")
-    if screenshot_dir:
-        Path(screenshot_dir).mkdir(parents=True, exist_ok=True)
-        for name in ("dashboard.png", "metrics.png"):
-            shutil.copy(tmp_path / name, Path(screenshot_dir) / name)
+    keep_screenshots(tmp_path, list(("dashboard.png", "metrics.png")))

@@ -10,8 +10,6 @@ pure functions, Streamlit AppTest, a torch-free subprocess, one browser test.
 from __future__ import annotations
 
 import html
-import os
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +23,7 @@ from dashboard.data import text as T
 from dashboard.data import watermark as W
 from dashboard_fixtures import (
     app_test, page_test,
-    launch_chromium,
+    keep_screenshots, launch_chromium,
     heavy_modules_after_rendering,
     COPIES, GUIDANCE, INDEX, INVISIBLE_MESSAGES, METHOD, N_IMAGES, N_NEIGHBOURS, NEIGHBOUR_PWATERMARK, NOT_CHECKABLE,
     PROMPTS, THRESHOLD_COSINE, THRESHOLD_DISTANCE, UNSAVED_RANK, VISIBLE_SCORES, WATERMARK_THRESHOLD, XSS_CAPTION,
@@ -413,8 +411,4 @@ def test_browser_memorization_page(chromium: Path, root: Path, tmp_path: Path) -
         finally:
             browser.close()
 
-    screenshot_dir = os.environ.get("T2I_SCREENSHOT_DIR")
-    if screenshot_dir:
-        Path(screenshot_dir).mkdir(parents=True, exist_ok=True)
-        for name in ("memorization.png", "audits.png"):
-            shutil.copy(tmp_path / name, Path(screenshot_dir) / name)
+    keep_screenshots(tmp_path, list(("memorization.png", "audits.png")))

@@ -5,13 +5,11 @@ and per-image scores, audited (memorization, watermark, bias, unsafe) and report
 with; ``half-done`` and a junk folder.  Each page of ``dashboard.pages.load_pages()`` (the built-ins and
 any installed plugin page) is opened by its URL; the test fails when a page shows a Streamlit exception
 box or the word "Traceback", or draws no title.  The screenshots (``<url_path>.png``) are kept under the
-test's ``tmp_path`` and, when ``$T2I_TEST_ARTIFACTS`` is set, under ``$T2I_TEST_ARTIFACTS/screenshots``.
+test's ``tmp_path`` and, when kept under ``screenshots/`` of the tests' artifacts (``dashboard_fixtures.artifacts_dir``).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ import pytest
 from dashboard.pages import load_pages
 from dashboard_fixtures import (
     add_bias_audit, add_memorization_audit, add_report, add_unsafe_audit, add_watermark_audit, launch_chromium,
-    make_compare_root, serve_dashboard,
+    keep_screenshots, make_compare_root, serve_dashboard,
 )  # fmt: skip
 
 # A cold Streamlit session on a loaded 2-core box: the first page alone may take half a minute.
@@ -39,15 +37,6 @@ def screenshot_root(tmp_path: Path) -> Path:
     return root
 
 
-def _artifact_dirs(tmp_path: Path) -> list[Path]:
-    folders = [tmp_path / "screenshots"]
-    if os.environ.get("T2I_TEST_ARTIFACTS"):
-        folders.append(Path(os.environ["T2I_TEST_ARTIFACTS"]) / "screenshots")
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-    return folders
-
-
 @pytest.mark.browser
 def test_every_page_loads_without_an_exception(chromium: Path, screenshot_root: Path, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
@@ -55,7 +44,8 @@ def test_every_page_loads_without_an_exception(chromium: Path, screenshot_root: 
     pages, problems = load_pages()
     assert problems == []
     assert {"runs", "metrics", "memorization", "audits", "bias", "report", "compare"} <= {p.url_path for p in pages}
-    folders = _artifact_dirs(tmp_path)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
     failures: list[str] = []
     dialogs: list[str] = []
     expect.set_options(timeout=PAGE_TIMEOUT_MS)
@@ -72,9 +62,7 @@ def test_every_page_loads_without_an_exception(chromium: Path, screenshot_root: 
                 page.wait_for_function("() => [...document.images].every(img => img.complete)")
                 page.wait_for_timeout(SETTLE_MS)
                 name = f"{info.url_path}.png"
-                page.screenshot(path=str(folders[0] / name), full_page=True)
-                for folder in folders[1:]:
-                    shutil.copy(folders[0] / name, folder / name)
+                page.screenshot(path=str(shots / name), full_page=True)
                 exceptions = page.get_by_test_id("stException")
                 if exceptions.count():
                     failures.append(f"{info.title}: exception box: {exceptions.first.inner_text()[:500]}")
@@ -84,4 +72,6 @@ def test_every_page_loads_without_an_exception(chromium: Path, screenshot_root: 
             browser.close()
     assert dialogs == []
     assert failures == [], "\n".join(failures)
-    assert sorted(p.name for p in folders[0].glob("*.png")) == sorted(f"{p.url_path}.png" for p in pages)
+    names = sorted(f"{p.url_path}.png" for p in pages)
+    assert sorted(p.name for p in shots.glob("*.png")) == names
+    keep_screenshots(shots, names, folder="screenshots")
