@@ -7,7 +7,7 @@ RUNS   ?= runs
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install clip-retrieval-env test test-fast demo builtin-models bench-generate bench-score bench-fid-memory bench-knn browser dashboard clean
+.PHONY: install clip-retrieval-env test test-fast demo builtin-models bench-generate bench-score bench-fid-memory bench-knn perf browser dashboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ bench-fid-memory: $(STAMP)
 KNN_INDEX_KEY ?= OPQ64_448,IVF4096_HNSW32,PQ64x8
 bench-knn: $(STAMP)
 	$(BIN)/python scripts/bench_knn.py --index-key '$(KNN_INDEX_KEY)' $(KNN_ARGS)
+
+# Every performance figure in one run, each a ratio measured in that run: build/perf/perf.json and
+# docs/perf.md (about 15 minutes on 2 cores).  The kNN goal's own size: make perf PERF_ARGS="--knn-size 1000000"
+perf: $(STAMP)
+	$(BIN)/python scripts/perf.py $(PERF_ARGS)
 
 dashboard: $(STAMP)
 	$(BIN)/t2i-dashboard --runs $(RUNS)

@@ -1,6 +1,7 @@
 """``t2i-audit``: the auditing command line (indexes, and one command per audit probe).
 
-``t2i-audit index ...`` comes from ``audit.index.cli``; every probe of the
+``t2i-audit index ...`` comes from ``audit.index.cli``, ``t2i-audit memorization-score``
+(index-free, model + prompts, no run needed) from ``audit.probes.memorization.score_cli``; every probe of the
 registry ``audit.probes.PROBES`` (built-in or a plugin) becomes both
 ``t2i-audit NAME RUN`` and ``t2i-audit probe NAME RUN``, with the options its
 ``add_arguments`` declares.  ``t2i-audit probes`` lists them.  Library modules
@@ -16,6 +17,7 @@ EPILOG = """examples:
   t2i-audit index build shapes-laion:20000 --out indexes/shapes-laion-20k
   t2i-audit index open indexes/shapes-laion-20k
   t2i-audit memorization runs/demo --index indexes/shapes-laion-20k
+  t2i-audit memorization-score --model builtin:shapes-ldm --prompts shapes-audit --out build/memscore.csv
   t2i-audit watermark runs/demo --index indexes/shapes-laion-20k
   t2i-audit bias runs/roles             # role / profession shares with 95% intervals
   t2i-audit unsafe runs/demo
@@ -40,7 +42,7 @@ def _run_probe(probe):
 
 
 #: Commands of t2i-audit itself: a plugin probe cannot take these names.
-RESERVED = ("version", "index", "probes", "probe", "report")
+RESERVED = ("version", "index", "probes", "probe", "report", "memorization-score")
 
 
 def add_probe_parsers(sub) -> None:
@@ -76,6 +78,7 @@ def list_probes(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from audit.index.cli import register as register_index
+    from audit.probes.memorization.score_cli import register as register_memorization_score
     from audit.report.cli import register as register_report
 
     from bench.cli import OneLineArgumentParser
@@ -89,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     version.set_defaults(func=lambda args: print(__import__("bench").__version__) or 0)
     register_index(sub)
     register_report(sub)
+    register_memorization_score(sub)
     sub.add_parser("probes", help="list the audit probes (built-in and plugins)").set_defaults(func=list_probes)
     probe = sub.add_parser("probe", help="run an audit probe by name: t2i-audit probe NAME RUN ...")
     add_probe_parsers(probe.add_subparsers(dest="probe_name", required=True, metavar="NAME"))

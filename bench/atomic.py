@@ -39,8 +39,11 @@ def _umask() -> int:
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=target.suffix, dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=target.suffix, dir=target.parent)
+    except OSError as exc:
+        raise _naming(exc, target) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -49,9 +52,20 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         if tmp_path.is_file():
             os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
+    except OSError as exc:  # disk full, file size limit...: the error names the target, not the temporary file
+        raise _naming(exc, target) from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _naming(exc: OSError, target: Path) -> OSError:
+    """``exc`` with ``target`` as its file name when it had none or named a temporary file
+    (a failed ``write()`` carries no file name), so the one-line error says which file failed."""
+    named_tmp = exc.filename is not None and Path(str(exc.filename)).name.startswith(TMP_PREFIX)
+    if exc.errno is None or (exc.filename is not None and not named_tmp):
+        return exc
+    return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(target))
 
 
 def atomic_write_bytes(target: str | Path, data: bytes) -> None:

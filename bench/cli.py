@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import warnings
@@ -19,8 +20,10 @@ EPILOG = """examples:
 """
 
 GENERATE_EPILOG = """examples:
-  # the built-in model (tiny-random: its images are noise until the built-in world ships)
-  t2i-bench generate --prompts drawbench --per-category 1 --guidance 1,3,7.5 --out runs/demo
+  # the default model, builtin:shapes-ldm: a small Stable Diffusion trained on the built-in shapes world
+  t2i-bench generate --prompts shapes --per-category 2 --guidance 1,3,7.5 --out runs/demo
+  # builtin:tiny-random: random weights (its images are noise), for fast tests of the plumbing
+  t2i-bench generate --model builtin:tiny-random --prompts drawbench --per-category 1 --steps 2 --out runs/smoke
   # any diffusers model: hub id (from the HF cache offline), local folder, or single file
   t2i-bench generate --model stabilityai/stable-diffusion-2-1 --prompts drawbench --dtype float16 --out runs/sd21
   t2i-bench generate --model ./my-pipeline --prompts prompts.txt --images-per-prompt 4 --scheduler dpm++ --out runs/mine
@@ -54,6 +57,19 @@ class OneLineArgumentParser(argparse.ArgumentParser):
             close = difflib.get_close_matches(bad.group(1), choices, n=1, cutoff=0.6)
             message += f"; did you mean '{close[0]}'?" if close else ""
         self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's, then one check for every command: no numeric option may be NaN or infinite
+        (``float("nan")`` and ``float("inf")`` parse, and would become silent wrong numbers)."""
+        import math
+
+        parsed, extras = super().parse_known_args(args, namespace)
+        for dest, value in vars(parsed).items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+                self.error(f"argument --{dest.replace('_', '-')}: {shown} is not a finite number; give a real value")
+        return parsed, extras
 
 
 def parse_float_list(text: str) -> tuple[float, ...]:
@@ -117,10 +133,19 @@ def add_generate_parser(sub) -> None:
     p.set_defaults(func=run_generate)
 
 
+def _secondary_rank() -> bool:
+    """A process other than rank 0 of a multi-process launch (docs/scale.md)."""
+    from bench.distributed import env_rank
+
+    return env_rank() != 0
+
+
 def run_generate(args) -> int:
     from bench.generate import generate
 
     result = generate(spec_from_args(args), progress=not args.no_progress)
+    if _secondary_rank():  # one line per run, not per process
+        return 0
     rate = result.n_generated / result.seconds if result.seconds > 0 and result.n_generated else 0.0
     print(f"run: {result.run_dir}  ({result.n_images} images, {result.n_generated} generated now"
           + (f", {rate:.2f} img/s" if rate else "") + ")")
@@ -152,6 +177,12 @@ SCORE_EPILOG = """examples:
   t2i-bench score runs/sd21 --reference coco30k_stats.npz --inception-weights pt_inception-2015-12-05-6726825d.pth
   # CLIP score with an open_clip model from the cache
   t2i-bench score runs/sd21 --features "" --clip ViT-B-32@laion2b_s34b_b79k
+
+Features are cached: a run's in RUN/features/, a reference folder's (not a run) in the user
+cache, $T2I_AUDIT_CACHE/features if set, else ~/.cache/t2i-audit/features on Linux
+(platformdirs' user cache dir elsewhere); delete it to free space, it is rebuilt on demand.
+Scoring a run again against another --reference keeps the earlier reference's rows
+in metrics.parquet (one row per metric, subset, guidance and reference).
 """
 
 
@@ -193,10 +224,18 @@ def run_score(args) -> int:
     from bench.score import score_run
 
     table = score_run(score_spec_from_args(args, args.run), progress=not args.no_progress)
-    overall = table[table.subset == "all"]
+    if _secondary_rank():  # rank 0 prints (and writes) the metrics
+        return 0
+    overall = table[table.subset == "all"][["metric", "guidance", "value", "ci_low", "ci_high", "n", "n_for_1pct"]]
+    # NaN guidance is the row of all scales together (the only row of a run with one scale)
+    overall = overall.astype({"guidance": object})
+    overall["guidance"] = [("all" if g != g else f"{g:g}") for g in table[table.subset == "all"].guidance]
     with __import__("pandas").option_context("display.width", 200, "display.max_rows", 200):
-        print(overall[["metric", "guidance", "value", "ci_low", "ci_high", "n", "n_for_1pct"]].to_string(index=False))
+        print(overall.to_string(index=False))
     print(f"metrics: {args.run}/{METRICS}")
+    if not args.clip:  # after the work, so that a refusal stays the one line on stderr
+        print("info: no CLIP score or CMMD: they need --clip (builtin for the shapes world, or MODEL@TAG)",
+              file=sys.stderr)
     return 0
 
 
@@ -221,6 +260,8 @@ def run_sweep(args) -> int:
     from bench.sweep import run_sweep as sweep
 
     table = sweep(spec_from_args(args), score_spec_from_args(args, args.out), progress=not args.no_progress)
+    if _secondary_rank():
+        return 0
     print(table.to_string(index=False))
     print(f"sweep: {args.out}/{SWEEP}  plot: {args.out}/{SWEEP_PLOT}")
     return 0
@@ -282,9 +323,8 @@ def add_compare_parser(sub) -> None:
 def run_compare(args) -> int:
     from pathlib import Path
 
-    from bench import contract as C
     from bench.compare import compare_runs, format_table, parse_side
-    from bench.compare_plot import plot_compare
+    from bench.compare_plot import save_comparison
 
     sides = [parse_side(text) for text in args.runs]
     result = compare_runs(sides, resamples=args.resamples, seed=args.seed, set_metrics=not args.no_set_metrics,
@@ -294,13 +334,11 @@ def run_compare(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}' is a file: pass a folder for compare.parquet and compare.png")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        C.write_table(out, C.COMPARE_TABLE, result.table)
-        plot_compare(result, sides, out / C.COMPARE_PLOT)
+        table_path, plot_path = save_comparison(result, sides, out)
     except OSError as exc:
         raise UserError(f"cannot write to '{out}' ({exc.strerror or exc}): pass a writable --out folder") from None
     print(format_table(result, categories=not args.no_categories))
-    print(f"compare: {out / C.COMPARE}  plot: {out / C.COMPARE_PLOT}")
+    print(f"compare: {table_path}  plot: {plot_path}")
     return 0
 
 
@@ -339,6 +377,30 @@ def setup_cli_output() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+#: errno -> the fix, for write failures the environment causes (disk full, file size limit, read-only, permissions).
+_OS_ERROR_FIXES = {
+    errno.ENOSPC: "free disk space (or write to another disk), then run the same command again to resume",
+    errno.EDQUOT: "free space within your disk quota, then run the same command again to resume",
+    errno.EFBIG: "the file size limit (ulimit -f) is too small for it: raise it, then run the same command again "
+                 "to resume",
+    errno.EROFS: "it is on a read-only file system: write to a writable place (another --out, or a copy of the run)",
+    errno.EACCES: "fix its permissions, or write to a place you may write to (another --out, or a copy of the run)",
+    errno.EPERM: "fix its permissions, or write to a place you may write to (another --out, or a copy of the run)",
+}
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """One line for an OSError the environment caused (errno in ``_OS_ERROR_FIXES``), naming the path and
+    the fix; None for any other OSError.  Atomic writes (``bench.atomic``) leave every earlier file whole."""
+    fix = _OS_ERROR_FIXES.get(exc.errno)
+    if fix is None:
+        return None
+    where = f"'{exc.filename}'" if exc.filename is not None else "a file"
+    verb = "access" if exc.errno in (errno.EACCES, errno.EPERM) else "write"
+    what = (exc.strerror or type(exc).__name__).replace("\n", " ")
+    return f"cannot {verb} {where} ({what}): {fix}; files written before are kept"
+
+
 def run_cli(parser: argparse.ArgumentParser, argv=None) -> int:
     """Parse, run, and turn a UserError into one line on stderr with exit code 2."""
     setup_cli_output()
@@ -346,8 +408,15 @@ def run_cli(parser: argparse.ArgumentParser, argv=None) -> int:
     try:
         return args.func(args) or 0
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if not getattr(exc, "quiet", False):  # quiet: another rank of a multi-process run prints it
+            print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        message = os_error_message(exc)
+        if message is None:
+            raise  # not the environment's doing: a bug, keep the traceback
+        print(f"error: {message}", file=sys.stderr)
+        return UserError.exit_code
     except KeyboardInterrupt:
         print("error: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -132,7 +132,11 @@ def cmd_show(args) -> int:
 
 def cmd_validate(args) -> int:
     ps = validate_file(args.file)
-    print(f"ok: {ps.name} v{ps.version}, {len(ps)} prompts, {len(ps.categories())} categories")
+    # A user file has version "file" (not "vfile"); a .txt file (T2I-CompBench style) has no categories.
+    version = "user file" if ps.version == "file" else f"v{ps.version}"
+    n_cat = len(ps.categories())
+    categories = "no categories" if n_cat == 0 else f"{n_cat} categor{'y' if n_cat == 1 else 'ies'}"
+    print(f"ok: {ps.name} ({version}), {len(ps)} prompt{'' if len(ps) == 1 else 's'}, {categories}")
     return 0
 
 

@@ -313,7 +313,8 @@ def _set_resampler(base: str, options: dict) -> Callable | None:
             "recall": lambda x, r, c: pr_resamples(x, r, c, k)[1]}.get(base)
 
 
-def _metric_rows_at(loaded: _Loaded, metric: str) -> pd.Series | None:
+def _metric_rows_at(loaded: _Loaded, metric: str) -> pd.DataFrame | None:
+    """The side's overall rows of ``metric`` at its guidance: one per reference it was scored against."""
     m = loaded.metrics
     if m is None:
         return None
@@ -322,7 +323,7 @@ def _metric_rows_at(loaded: _Loaded, metric: str) -> pd.Series | None:
     rows = rows[rows.guidance.isna()] if g is None else rows[np.isclose(rows.guidance.to_numpy(float), g)]
     if g is not None and len(rows) == 0 and len(set(loaded.samples.guidance.dropna())) <= 1:
         rows = m[(m.metric == metric) & (m.subset == C.ALL_SUBSET) & m.guidance.isna()]  # one scale: the "all" row
-    return None if len(rows) == 0 else rows.iloc[0]
+    return None if len(rows) == 0 else rows
 
 
 def _set_metric_rows(a: _Loaded, b: _Loaded, metrics: Sequence[str] | None, resamples: int, seed: int,
@@ -338,10 +339,17 @@ def _set_metric_rows(a: _Loaded, b: _Loaded, metrics: Sequence[str] | None, resa
     rows = []
     for metric in names:
         base, _ = parse_metric_name(metric)
-        ra, rb = _metric_rows_at(a, metric), _metric_rows_at(b, metric)
+        rows_a, rows_b = _metric_rows_at(a, metric), _metric_rows_at(b, metric)
         resampler = _set_resampler(base, {})
-        if ra is None or rb is None or resampler is None:
+        if rows_a is None or rows_b is None or resampler is None:
             continue
+        # A run scored against several references keeps one row per reference: compare on one both share.
+        both = sorted(set(rows_a.reference) & set(rows_b.reference))
+        ra = rows_a[rows_a.reference == both[0]].iloc[0] if both else rows_a.iloc[0]
+        rb = rows_b[rows_b.reference == both[0]].iloc[0] if both else rows_b.iloc[0]
+        if len(both) > 1:
+            notes.append(f"{metric}: compared against the reference {both[0]} (both runs were also scored against "
+                         f"{', '.join(both[1:])})")
         ka, kb = ra.extractor, rb.extractor
         if ka != kb:
             if ka and kb and key_name(ka) == key_name(kb) and key_resize(ka) != key_resize(kb):
@@ -349,7 +357,7 @@ def _set_metric_rows(a: _Loaded, b: _Loaded, metrics: Sequence[str] | None, resa
                                 f"{key_resize(kb)}; FID depends on it: rescore one run with the other's resize mode")
             raise UserError(f"{metric}: {a.label} used {ka} and {b.label} used {kb}: rescore with one extractor, "
                             f"or leave it out with --metrics")
-        if ra.reference != rb.reference:
+        if not both:
             raise UserError(f"{metric}: {a.label} was scored against {ra.reference} and {b.label} against "
                             f"{rb.reference}: rescore both against one reference, or leave it out with --metrics")
         reference = _reference(str(ra.reference), ka, base)

@@ -9,20 +9,25 @@ does not depend on which other images share its batch, nor on the device.
 Resume: batches are a fixed partition of the work (per guidance scale, in plan
 order), so a resumed run recomputes an interrupted batch with exactly the same
 companions and writes only the images that are missing.  PNGs are written
-atomically, so a kill leaves whole files or none.
+atomically, so a kill leaves whole files or none; an existing PNG that does not
+decode (truncated or emptied by something else) counts as missing and is made
+again, with a warning.  A damaged ``samples.parquet`` is rebuilt from the image
+file names.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import contract as C
-from bench import rundir
+from bench import distributed, rundir, runlock
 from bench.atomic import atomic_write_bytes, remove_stale_temp_files
+from bench.errors import UserError
 from bench.runspec import GUIDANCE_FORMULATIONS, RunSpec, cfg_scale
 
 log = logging.getLogger("t2i_audit")
@@ -114,20 +119,63 @@ def run_batch(pipe, batch: list[WorkItem], spec: RunSpec, height: int | None, wi
 
 
 def generate(spec: RunSpec, progress: bool = True) -> GenerateResult:
-    """Generate every missing image of ``spec`` into ``spec.out`` and finish the run directory."""
+    """Generate every missing image of ``spec`` into ``spec.out`` and finish the run directory.
+
+    Launched as several processes (torchrun, accelerate launch: docs/scale.md), the fixed batches of
+    the plan are split between them (``bench.distributed``): each rank writes its own images, and rank 0,
+    which alone holds the run's lock (``bench.runlock``), writes the samples table and the manifest
+    once every rank is done.  The images are those one process makes, byte for byte.
+    """
+    from bench.models.loader import pick_device
+
+    try:  # every rank meets these refusals on its own: rank 0 prints them
+        spec.validate()
+        processes = distributed.setup(pick_device(spec.device))
+    except UserError as exc:
+        exc.quiet = getattr(exc, "quiet", False) or distributed.env_rank() != 0
+        raise
+    run_dir = Path(spec.out)
+    with processes.quiet_logs():
+        try:
+            if processes.is_main:  # the other ranks never look at a run directory rank 0 may be creating
+                rundir.check_not_foreign(run_dir)
+                rundir.check_writable_target(run_dir)
+            with runlock.run_lock(run_dir, "t2i-bench generate", enabled=processes.is_main):
+                return _generate(spec, progress, processes)
+        except UserError as exc:
+            processes.fail(exc)  # before the ranks have met: all of them stop, the error is printed once
+            raise
+
+
+def _process_device(device: str, requested: str, processes: distributed.Processes) -> str:
+    """Each rank of a multi-GPU run on its own GPU (cuda:<local rank>) unless a device was named."""
+    if processes.multi and device.startswith("cuda") and requested in ("auto", "cuda") and processes.device:
+        return processes.device
+    return device
+
+
+def _kill_hook(rank: int, written: int) -> None:
+    """Tests only: T2I_AUDIT_TEST_KILL=<rank>:<n> SIGKILLs that rank after it wrote n images (a crash mid-run)."""
+    import os
+    import signal
+
+    target = os.environ.get("T2I_AUDIT_TEST_KILL", "")
+    if target and target == f"{rank}:{written}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _generate(spec: RunSpec, progress: bool, processes: distributed.Processes) -> GenerateResult:
     import diffusers
     from tqdm.auto import tqdm
 
     from bench.models.loader import load_pipeline, pick_device, quiet_libraries, resolve_model, weights_sha256
     from bench.prompts import load_prompt_set
 
-    spec.validate()
     run_dir = Path(spec.out)
-    rundir.check_not_foreign(run_dir)
-    rundir.check_writable_target(run_dir)
-    prompt_set = load_prompt_set(spec.prompts).subset(list(spec.categories) or None, spec.per_category)
+    full_set = load_prompt_set(spec.prompts)
+    prompt_set = full_set.subset(list(spec.categories) or None, spec.per_category)
     scheduler_name = spec.scheduler_class_name()
-    device = pick_device(spec.device)
+    device = _process_device(pick_device(spec.device), spec.device, processes)
     resolved = resolve_model(spec.model)
     pipe = load_pipeline(resolved, spec.dtype, device)
     if scheduler_name:
@@ -152,9 +200,10 @@ def generate(spec: RunSpec, progress: bool = True) -> GenerateResult:
         "prompt_set": f"{prompt_set.name}@{prompt_set.version}#{prompt_set.sha256}",
     }
     rundir.check_same_identity(run_dir, identity)
-    rundir.prepare_run_dir(run_dir)
-    remove_stale_temp_files(run_dir / rundir.IMAGES)
-    remove_stale_temp_files(run_dir)
+    if processes.is_main:  # the other ranks write nothing before they have met rank 0 (processes.sync below)
+        rundir.prepare_run_dir(run_dir)
+        remove_stale_temp_files(run_dir / rundir.IMAGES)
+        remove_stale_temp_files(run_dir)
 
     plan = build_plan(prompt_set.prompts, spec)
     with quiet_libraries():  # the tokenizer's "sequence is longer" warning: counted in one line below instead
@@ -190,6 +239,7 @@ def generate(spec: RunSpec, progress: bool = True) -> GenerateResult:
         "height": height,
         "width": width,
         "batch_size": spec.batch_size,
+        "num_processes": processes.num_processes,
         "prompt_set": {"name": prompt_set.name, "version": prompt_set.version, "sha256": prompt_set.sha256,
                        "subset": prompt_set.selection, "source": prompt_set.source, "license": prompt_set.license,
                        "n_prompts": len(prompt_set.prompts)},
@@ -198,33 +248,56 @@ def generate(spec: RunSpec, progress: bool = True) -> GenerateResult:
         "git": rundir.git_state(),
         "complete": False,
     }
-    rundir.write_json(run_dir / rundir.MANIFEST, manifest)
+    if processes.is_main:
+        rundir.write_json(run_dir / rundir.MANIFEST, manifest)
+
+    # The samples table of earlier calls: a damaged one is rebuilt from the images, never a traceback.
+    try:
+        old_rows = rundir.read_samples(run_dir).to_dict("records")
+    except C.ContractError as exc:
+        old_rows = rows_from_images(run_dir, full_set, spec, width, height, pipe.tokenizer)
+        log.warning("%s; rebuilt %s from the %d images in %s/", str(exc).rstrip(". "), C.SAMPLES, len(old_rows),
+                    rundir.IMAGES)
+
+    # Resume: an image that exists but does not decode (truncated, 0 bytes) is generated again.
+    undecodable = find_undecodable([run_dir / i.relpath for i in plan if (run_dir / i.relpath).exists()])
+    if undecodable:
+        path, reason = next(iter(undecodable.items()))
+        log.warning("%d existing image(s) do not decode (e.g. %s: %s); generating them again",
+                    len(undecodable), Path(path).relative_to(run_dir).as_posix(), reason)
 
     def missing(item: WorkItem) -> bool:
-        return not (run_dir / item.relpath).exists()
+        path = run_dir / item.relpath
+        return not path.exists() or path in undecodable
 
     todo = [b for b in plan_batches(plan, spec.batch_size) if any(missing(i) for i in b)]
     n_missing = sum(missing(i) for b in todo for i in b)
+    processes.sync()  # every rank is ready (or all stop with the first rank's error); rank 0 has prepared the run
     start = time.perf_counter()
+    written = 0
+    # Each rank takes its contiguous share of the fixed batches: the same batches one process would run.
     # quiet_libraries: the text encoder's per-batch truncation warnings are counted in one line instead.
-    with quiet_libraries(), tqdm(total=n_missing, unit="img", desc="generate", disable=not progress,
-                                 dynamic_ncols=True) as bar:
-        for batch in todo:
+    with processes.split(todo) as mine, quiet_libraries(), tqdm(
+            total=sum(missing(i) for b in mine for i in b), unit="img",
+            desc="generate" if not processes.multi else f"generate (rank 0's share, {processes.num_processes} ranks)",
+            disable=not progress or not processes.is_main, dynamic_ncols=True) as bar:
+        for batch in mine:
             images = run_batch(pipe, batch, spec, height, width)
             for item, image in zip(batch, images):
                 if missing(item):
                     atomic_write_bytes(run_dir / item.relpath, png_bytes(image))
+                    undecodable.pop(run_dir / item.relpath, None)
                     bar.update(1)
+                    written += 1
+                    _kill_hook(processes.rank, written)
+    processes.wait()  # rank 0 writes the tables when every rank's images are on disk
     seconds = time.perf_counter() - start
+    if not processes.is_main:
+        return GenerateResult(run_dir, len(plan), n_missing, seconds, len(truncated))
 
-    rows = {r["image_id"]: r for r in rundir.read_samples(run_dir).to_dict("records")}
+    rows = {r["image_id"]: r for r in old_rows}
     for item in plan:
-        rows[Path(item.relpath).stem] = {
-            "image_id": Path(item.relpath).stem, "prompt_id": item.prompt_id, "prompt": item.prompt,
-            "category": item.category, "sample_index": item.sample_index, "seed": item.seed,
-            "guidance": item.guidance, "cfg_scale": cfg_scale(item.guidance, spec.guidance_formulation),
-            "path": item.relpath, "width": width, "height": height, "truncated": item.prompt in truncated,
-        }
+        rows[Path(item.relpath).stem] = sample_row(item, spec, width, height, item.prompt in truncated)
     rundir.write_samples(run_dir, list(rows.values()))
     complete = all((run_dir / r["path"]).exists() for r in rows.values())
     C.update_summary(run_dir, {
@@ -240,3 +313,60 @@ def generate(spec: RunSpec, progress: bool = True) -> GenerateResult:
     manifest["complete"] = complete
     rundir.write_json(run_dir / rundir.MANIFEST, manifest)
     return GenerateResult(run_dir, len(rows), n_missing, seconds, len(truncated))
+
+
+def sample_row(item: WorkItem, spec: RunSpec, width, height, truncated: bool) -> dict:
+    """The samples.parquet row of one image."""
+    return {
+        "image_id": Path(item.relpath).stem, "prompt_id": item.prompt_id, "prompt": item.prompt,
+        "category": item.category, "sample_index": item.sample_index, "seed": item.seed,
+        "guidance": item.guidance, "cfg_scale": cfg_scale(item.guidance, spec.guidance_formulation),
+        "path": item.relpath, "width": width, "height": height, "truncated": truncated,
+    }
+
+
+def find_undecodable(paths: list[Path]) -> dict[Path, str]:
+    """The images among ``paths`` that do not decode (truncated, empty, not an image), with the reason.
+
+    Every pixel is decoded: a truncated PNG opens fine and fails only in ``load()``.
+    """
+    from PIL import Image
+
+    bad = {}
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, UnidentifiedImageError...
+            bad[path] = (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
+    return bad
+
+
+_IMAGE_NAME = re.compile(r"(?P<prompt>.+)__s(?P<sample>\d+)__g(?P<guidance>[^_]+)")
+
+
+def rows_from_images(run_dir: Path, prompt_set, spec: RunSpec, width, height, tokenizer) -> list[dict]:
+    """samples.parquet rows rebuilt from the file names in images/ (``rundir.image_id``), for a damaged table.
+
+    Only images of this run's prompt set (every prompt of it, not only this call's subset) are listed;
+    the run's identity (checked before) guarantees the seed, formulation and size are the ones they were made with.
+    """
+    from bench.models.loader import quiet_libraries
+
+    by_id = {p.id: p for p in prompt_set.prompts}
+    items = []
+    for path in sorted((run_dir / rundir.IMAGES).glob("*.png")):
+        m = _IMAGE_NAME.fullmatch(path.stem)
+        if not m or m["prompt"] not in by_id:
+            continue
+        try:
+            guidance = float(m["guidance"])
+        except ValueError:
+            continue
+        p, k = by_id[m["prompt"]], int(m["sample"])
+        item = WorkItem(p.id, p.prompt, p.category, k, guidance, rundir.image_seed(spec.seed, p.id, k))
+        if item.relpath == f"{rundir.IMAGES}/{path.name}":
+            items.append(item)
+    with quiet_libraries():
+        truncated = count_truncated(tokenizer, list(dict.fromkeys(i.prompt for i in items))) if items else set()
+    return [sample_row(i, spec, width, height, i.prompt in truncated) for i in items]

@@ -51,12 +51,13 @@ version ``"file"``, its sha256 that of the file's bytes.
 
 Rules common to every format
 ----------------------------
-- Files must be UTF-8 (a leading BOM is allowed).
+- Files must be UTF-8 (a leading BOM is allowed) with no NUL byte (a binary or
+  UTF-16 file is refused with the line of its first NUL).
 - Prompt text is kept exactly as stored (PartiPrompts has a few prompts with
   stray spaces; changing them would change the benchmark); category labels
   are stripped ("Gary Marcus et al. " -> "Gary Marcus et al.").
-- Ids are ``<name>-<row>`` (0-based row among the prompts, 4 digits) unless the
-  file gives them; ids match ``[A-Za-z0-9_-][A-Za-z0-9._-]*`` (at most 128
+- Ids are ``<name>-<row>`` (0-based row among the prompts, 4 digits; the name
+  cut to 100 characters) unless the file gives them; ids match ``[A-Za-z0-9_-][A-Za-z0-9._-]*`` (at most 128
   characters) so they are safe in file names, and are unique within a set.
 - TSV has no quoting: a tab separates fields and quotes are text.  (Read with
   CSV quoting, PartiPrompts' ``"G I G G L E" painted ...`` loses its quotes.)
@@ -456,22 +457,34 @@ class _Layout:
         return replace(self, prompt=prompt, category=category, id=id_col, extra=extra, spec_field=spec_field)
 
 
+#: Longest prefix of a default id: "<prefix>-<row>" must stay within ID_RE's 128 characters
+#: (a 245-character file name once made ids, and image file names, too long for the file system).
+ID_PREFIX_MAX = 100
+
+
 def _id_prefix(name: str) -> str:
-    """Set name made filesystem-safe, for the default ids."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".") or "prompt"
+    """Set name made filesystem-safe (and at most ``ID_PREFIX_MAX`` characters), for the default ids."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:ID_PREFIX_MAX] or "prompt"
 
 
 def _decode(path: Path, data: bytes) -> str:
     """UTF-8 text (BOM dropped), or a UserError that says where the bad byte is."""
     bom = data.startswith(b"\xef\xbb\xbf")
     try:
-        return data[3:].decode("utf-8") if bom else data.decode("utf-8")
+        text = data[3:].decode("utf-8") if bom else data.decode("utf-8")
     except UnicodeDecodeError as e:
         offset = e.start + (3 if bom else 0)
         line = data[:offset].count(b"\n") + 1
         raise UserError(
             f"{path}: not UTF-8 (byte 0x{data[offset]:02x} at offset {offset}, line {line}); re-save the file as UTF-8"
         ) from None
+    nul = text.find("\x00")
+    if nul >= 0:  # valid UTF-8, but no prompt holds a NUL: a binary or UTF-16 file, which the encoder must not see
+        line = text.count("\n", 0, nul) + 1
+        raise UserError(
+            f"{path}: line {line} holds a NUL byte (\\x00): a binary or UTF-16 file? remove it or re-save the file as UTF-8 text"
+        )
+    return text
 
 
 def _parse_data(path: Path, data: bytes, fmt: str, layout: _Layout, id_prefix: str) -> tuple[Prompt, ...]:

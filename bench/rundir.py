@@ -87,9 +87,15 @@ def read_manifest(run_dir: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc.msg}); restore it or use a new --out") from exc
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}); restore it or use a new --out") from None
+    except ValueError as exc:  # json.JSONDecodeError
+        raise UserError(f"{path} is not valid JSON ({getattr(exc, 'msg', exc)}); restore it or use a new --out") from None
+    if not isinstance(manifest, dict):  # valid JSON but not a manifest (e.g. "null", a list, a number)
+        raise UserError(f"{path} holds a JSON {type(manifest).__name__}, not a run manifest object; "
+                        f"restore it or use a new --out")
+    return manifest
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -132,10 +138,39 @@ def check_writable_target(run_dir: Path) -> None:
         raise UserError(f"cannot write to output directory '{run_dir}': '{ancestor}' is not writable; choose another --out or fix its permissions")
 
 
+def check_run_dir(path: str | Path, what: str = "run", made_by: str = "t2i-bench generate or import") -> Path:
+    """An existing run directory, or a one-line UserError saying what the path is instead
+    (missing, a file, or a folder without a manifest)."""
+    path = Path(path)
+    if path.is_file():
+        raise UserError(f"{what} '{path}' is a file, not a run directory; pass the folder {made_by} wrote")
+    if not path.is_dir():
+        raise UserError(f"{what} directory '{path}' does not exist; pass a folder made by {made_by}")
+    if not (path / MANIFEST).is_file():
+        raise UserError(f"'{path}' is not a run directory (no {MANIFEST}); pass the folder {made_by} wrote")
+    return path
+
+
+def check_run_writable(run_dir: str | Path, command: str) -> None:
+    """Fail before any work when ``command`` cannot write its results into an existing run directory
+    (read-only mount, no permission): one line naming the run and the fix."""
+    run_dir = Path(run_dir)
+    probe = run_dir / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(
+            f"cannot write to run '{run_dir}' ({exc.strerror or exc}): {command} writes its results into the run "
+            f"directory; copy the run somewhere writable (cp -r) and run {command} on the copy, or fix its permissions"
+        ) from None
+
+
 def check_not_foreign(run_dir: Path) -> None:
     """Refuse a non-empty folder that is not a run directory: never write into someone's files."""
     run_dir = Path(run_dir)
-    if run_dir.is_dir() and not (run_dir / MANIFEST).exists() and any(run_dir.iterdir()):
+    lock_files = {C.RUN_LOCK, C.RUN_LOCK_OWNER}  # a writer's lock (bench.runlock) is not someone's files
+    if run_dir.is_dir() and not (run_dir / MANIFEST).exists() and any(p.name not in lock_files for p in run_dir.iterdir()):
         raise UserError(f"'{run_dir}' exists, is not empty and is not a run directory (no {MANIFEST}); choose a new --out")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output path '{run_dir}' is a file, not a directory; choose another --out")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from bench import contract as C
-from bench import rundir
+from bench import distributed, rundir, runlock
 from bench.cache import cache_dir
 from bench.errors import UserError
 
@@ -105,9 +106,14 @@ def _guidance_groups(samples: pd.DataFrame):
 
 
 def _rows_of(fs, rows: np.ndarray):
-    """The features of some images, still carrying the extractor key (so mixing is refused)."""
+    """The features of some images, still carrying the extractor key (so mixing is refused).
+
+    All rows (the "all" group): the set itself, no copy, so memory-mapped cached features stay on disk
+    and the metrics read them in blocks (``bench.metrics.base.ROW_BLOCK``)."""
     from bench.features.base import FeatureSet
 
+    if rows.dtype == bool and len(rows) == len(fs.features) and rows.all():
+        return fs
     return FeatureSet(fs.features[rows], fs.extractor, tuple(np.asarray(fs.paths)[rows]), (), {}, None, fs.from_cache)
 
 
@@ -158,7 +164,9 @@ def _run_metrics(metrics, stage: str, samples: pd.DataFrame, fields: dict, ref_l
                 group[name] = value[mask]
             else:
                 group[name] = [v for v, keep in zip(value, mask) if keep]
-        g = ScoreGroup(stage=stage, samples=samples[mask].reset_index(drop=True), options=options, **group)
+        every = mask.all() and samples.index.equals(pd.RangeIndex(len(samples)))  # "all": no copy of the table
+        g = ScoreGroup(stage=stage, samples=samples if every else samples[mask].reset_index(drop=True),
+                       options=options, **group)
         for _, metric in metrics:
             if metric.stage == stage and metric.applies(g):
                 results = list(metric.compute(g))
@@ -199,6 +207,30 @@ def _write_image_scores(run: Path, frames: list[pd.DataFrame], samples: pd.DataF
 def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
     """Score a run directory; returns (and writes) the metrics table.
 
+    Holds the run's writer lock (``bench.runlock``).  Launched as several processes (docs/scale.md),
+    every rank extracts its share of the features (``bench.features.cache``), and rank 0 alone computes
+    the metrics and writes them; the other ranks return an empty table.
+    """
+    try:  # every rank meets a launch refusal on its own: rank 0 prints it
+        processes = distributed.setup("cpu", "score")  # the feature extractors run on the CPU
+    except UserError as exc:
+        exc.quiet = getattr(exc, "quiet", False) or distributed.env_rank() != 0
+        raise
+    with processes.quiet_logs():
+        try:
+            if processes.is_main:  # refusals that must come before the lock file is made in the folder
+                rundir.check_run_dir(spec.run)
+                rundir.check_run_writable(spec.run, "t2i-bench score")
+            with runlock.run_lock(spec.run, "t2i-bench score", enabled=processes.is_main):
+                return _score_run(spec, progress, processes)
+        except UserError as exc:
+            processes.fail(exc)  # before the ranks have met: all of them stop, the error is printed once
+            raise
+
+
+def _score_run(spec: ScoreSpec, progress: bool, processes: distributed.Processes) -> pd.DataFrame:
+    """Score a run directory (``score_run`` holds the lock); returns (and writes, on rank 0) the metrics table.
+
     Three passes (``bench.metrics.base.STAGES``) prepare the inputs: each
     ``--features`` extractor, the ``--clip`` CLIP, and the shapes-world specs.
     Every metric of the registry ``bench.metrics.METRICS`` then runs in its
@@ -209,16 +241,15 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
     from bench.metrics.bootstrap import Bootstrap
     from bench.metrics.fid import GaussianStats
 
-    run = Path(spec.run)
+    run = rundir.check_run_dir(spec.run)
     manifest = rundir.read_manifest(run)
-    if manifest is None:
-        raise UserError(f"'{spec.run}' is not a run directory (no {C.MANIFEST}); pass the folder t2i-bench generate wrote")
     samples = C.read_table(run, C.SAMPLES_TABLE) if (run / C.SAMPLES).is_file() else pd.DataFrame()
     if len(samples) == 0:
         raise UserError(f"run '{spec.run}' has no images in {C.SAMPLES}; generate or import images first")
+    rundir.check_run_writable(run, "t2i-bench score")  # before any work: features, metrics and summary go there
     reference = resolve_reference(spec.reference)
     ref_label = reference.label if reference else None
-    metrics = list(METRICS.items())
+    metrics = list(METRICS.items()) if processes.is_main else []  # the other ranks extract features only
     options = {"kid_subset_size": spec.kid_subset_size, "pr_k": spec.pr_k}
     if spec.bootstrap < 0:
         raise UserError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {spec.bootstrap}")
@@ -241,6 +272,7 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
         return extract_features(list(reference.paths), extractor, reference.cache, spec.batch_size, progress,
                                 root=reference.root)
 
+    processes.sync()  # every rank is ready, or all stop with the first rank's error
     # Metric warnings (e.g. N <= d) are logged as they come, without touching the warnings module's globals.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MetricWarning)
@@ -255,12 +287,15 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
                 fields["reference_stats"] = GaussianStats.load_npz(reference.npz, expect_extractor=extractor.key)
             elif reference:
                 fields["reference"] = ref_features(extractor)
-                fields["reference_stats"] = GaussianStats.from_features(fields["reference"])  # once, not per guidance
+                fields["reference_stats"] = GaussianStats.from_features(  # once, not per guidance
+                    fields["reference"], what="Fréchet distance, reference set")
             rows += _run_metrics(metrics, "features", kept, fields, ref_label, options, boot, image_scores)
             _log_warnings(caught)
 
         if spec.clip:
             clip = get_extractor(clip_extractor_spec(spec.clip))
+            if spec.clip == BUILTIN_CLIP:
+                _warn_outside_shapes_world(samples.prompt.drop_duplicates().tolist())
             fs, kept = gen_features(clip)
             prompts = kept.prompt.tolist()
             unique = list(dict.fromkeys(prompts))
@@ -282,16 +317,48 @@ def score_run(spec: ScoreSpec, progress: bool = True) -> pd.DataFrame:
             rows += _run_metrics(metrics, "specs", judged, fields, None, options, boot, image_scores)
             _log_warnings(caught)
 
+    if not processes.is_main:
+        return pd.DataFrame(rows)
     if not rows:
         raise UserError(
             "nothing to score: pass --reference (for FD/KID/precision/recall) and/or --clip (for CLIP score), "
             "or use a prompt set with shapes-world specs (compositional accuracy)"
         )
     table = C.coerce(pd.DataFrame(rows), C.METRICS_TABLE)
-    C.write_table(run, C.METRICS_TABLE, table)
+    C.write_table(run, C.METRICS_TABLE, _merge_with_other_references(run, table, ref_label))
     _write_image_scores(run, image_scores, samples)
     _update_summary(run, table, skipped)
     return table
+
+
+def _merge_with_other_references(run: Path, table: pd.DataFrame, ref_label: str | None) -> pd.DataFrame:
+    """This score's rows plus the earlier rows of *other* references (metrics.parquet is keyed by reference):
+    scoring against a second reference keeps the first one's FD/KID/precision/recall.  Rows without a
+    reference (CLIP score, CMMD, compositional accuracy) and the rows of this reference are replaced."""
+    if not C.METRICS_TABLE.path(run).is_file():
+        return table
+    try:
+        old = C.read_table(run, C.METRICS_TABLE)
+    except C.ContractError as exc:
+        log.warning("%s; it is replaced by this score's rows", exc)
+        return table
+    keep = old[old.reference.notna() & (old.reference != ref_label)] if "reference" in old else old.iloc[:0]
+    if keep.empty:
+        return table
+    return C.coerce(pd.concat([table, keep[[c for c in keep.columns if c in table.columns]]], ignore_index=True),
+                    C.METRICS_TABLE)
+
+
+def _warn_outside_shapes_world(prompts: list[str]) -> None:
+    """``--clip builtin`` was trained on the shapes world only: say so when prompts name no shape of it."""
+    from bench.world.vocab import SHAPES
+
+    words = re.compile(r"\b(" + "|".join(SHAPES) + r")s?\b", re.IGNORECASE)
+    outside = [p for p in prompts if not words.search(p)]
+    if outside:
+        log.warning("--clip builtin is the shapes world's evaluator CLIP and knows only its scenes (%s), but %d of "
+                    "%d prompts name none of them (e.g. %r): their CLIP score and CMMD mean nothing; pass --clip "
+                    "MODEL@TAG for other prompts", ", ".join(SHAPES), len(outside), len(prompts), outside[0][:60])
 
 
 def _log_warnings(caught: list) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench import contract as C
+from bench import distributed
 from bench.atomic import atomic_path
 from bench.errors import UserError
 from bench.intervals import error_bars
@@ -111,6 +112,8 @@ def run_sweep(spec: RunSpec, score: ScoreSpec, progress: bool = True) -> pd.Data
         raise UserError("a sweep needs at least two guidance scales, e.g. --guidance 1,1.5,2,3,4,5,7.5,10")
     generate(spec, progress=progress)
     metrics = score_run(replace(score, run=spec.out), progress=progress)
+    if distributed.current().rank != 0:  # several processes (docs/scale.md): rank 0 writes the sweep
+        return metrics
     table = sweep_table(metrics, list(spec.guidance))
     table.insert(1, "guidance_formulation", spec.guidance_formulation)
     out = Path(spec.out)

@@ -15,7 +15,8 @@ Reported per run: peak RSS (``ru_maxrss``: includes the interpreter, numpy and
 scipy), the RSS growth over the RSS after imports, and the peak of traced
 Python/numpy allocations (``tracemalloc``: the algorithm's own arrays; LAPACK
 workspace inside scipy is not traced).  The machine's other load does not change
-these numbers much, only the wall times.  A script, not a test.
+these numbers much, only the wall times.  A script, not a test.  ``make perf`` measures the whole of score's metrics (FD, KID,
+precision/recall, CMMD) from a memory-mapped cache the same way (``bench.perf.measure_memory``).
 
     python scripts/bench_fid_memory.py                       # 2000 vs 20000 images, 1280-d
     python scripts/bench_fid_memory.py --dim 2048 --sizes 2000 20000
@@ -35,12 +36,7 @@ import warnings
 import numpy as np
 
 
-def feature_batches(n: int, dim: int, batch_size: int, seed: int, shift: float):
-    """n synthetic float32 feature rows, batch by batch (never all at once)."""
-    rng = np.random.default_rng(seed)
-    for start in range(0, n, batch_size):
-        rows = min(batch_size, n - start)
-        yield rng.standard_normal((rows, dim), dtype=np.float32) + np.float32(shift)
+from bench.perf import feature_batches  # noqa: E402  (shared with make perf)
 
 
 def streaming(n: int, dim: int, batch_size: int) -> float:

@@ -11,29 +11,17 @@ whether the PNGs are byte-identical and the throughput ratio.  A script, not a t
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
-from bench.generate import build_plan, plan_batches, png_bytes, run_batch  # noqa: E402
+from bench.generate import build_plan, plan_batches, run_batch  # noqa: E402
 from bench.models.loader import DEFAULT_MODEL, load_pipeline, resolve_model  # noqa: E402
+from bench.perf import decode, timed_images  # noqa: E402  (shared with make perf)
 from bench.prompts import load_prompt_set  # noqa: E402
 from bench.runspec import RunSpec  # noqa: E402
-
-
-def decode(png: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png)), dtype=np.int16)
-
-
-def timed_images(pipe, batches, spec) -> tuple[float, list[bytes]]:
-    start = time.perf_counter()
-    images = [png_bytes(im) for batch in batches for im in run_batch(pipe, batch, spec, None, None)]
-    return time.perf_counter() - start, images
 
 
 def main() -> None:
@@ -61,8 +49,8 @@ def main() -> None:
           f"guidance {args.guidance:g}, {type(pipe.scheduler).__name__}, torch threads {torch.get_num_threads()}")
 
     run_batch(pipe, plan[:2], spec, None, None)  # warm-up (allocator, kernels) for both sides
-    naive_s, naive = timed_images(pipe, plan_batches(plan, 1), spec)
-    batched_s, batched = timed_images(pipe, plan_batches(plan, args.batch_size), spec)
+    naive_s, _, naive = timed_images(pipe, plan_batches(plan, 1), spec)
+    batched_s, _, batched = timed_images(pipe, plan_batches(plan, args.batch_size), spec)
     identical = sum(a == b for a, b in zip(naive, batched))
     max_diff = max(int(np.abs(decode(a) - decode(b)).max()) for a, b in zip(naive, batched))
     print(f"naive loop : {naive_s:7.2f} s  {n / naive_s:6.2f} img/s  (batch size 1)")

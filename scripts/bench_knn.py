@@ -219,7 +219,15 @@ def verdict(ok: bool) -> str:
 # ---------------------------------------------------------------- main
 
 
-def main() -> int:
+def default_index_key(n: int) -> str:
+    """What ``make bench-knn`` / ``make perf`` build: OPQ64 + PQ64x8 codes (~64 B/vector) over an HNSW-quantised
+    IVF with 4096 lists at 1M (4 sqrt(N), faiss' guideline; docs/scale.md) and a power of two near sqrt(N)
+    below (fewer centroids keep a small index's fixed overhead under the 100 B/vector budget)."""
+    nlist = 4096 if n >= 1_000_000 else 2 ** max(4, int(round(np.log2(np.sqrt(n)))))
+    return f"OPQ64_448,IVF{nlist}_HNSW32,PQ64x8"
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000, help="database vectors (default 1M)")
     ap.add_argument("--dim", type=int, default=512, help="dimension (default 512, CLIP ViT-B)")
@@ -239,6 +247,11 @@ def main() -> int:
                          "(default audit.index.RERANK_FACTOR; 1 = the compressed codes alone)")
     ap.add_argument("--work-dir", default=None, help="where the temporary embeddings and index go (default: a temp dir)")
     ap.add_argument("--out", default="build/bench/knn.json")
+    return ap
+
+
+def main() -> int:
+    ap = parser()
     args = ap.parse_args()
     if args.n < 10 * K or args.queries < 2 or args.dim < 8:
         ap.error("--n must be >= 100, --queries >= 2 and --dim >= 8")
@@ -248,14 +261,25 @@ def main() -> int:
         args.rerank = RERANK_FACTOR
     if args.rerank < 1:
         ap.error("--rerank must be >= 1 (1 = no re-ranking)")
+    report = run(args)
+    if report is None:
+        return 2
+    from bench.atomic import atomic_write_text
 
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict | None:
+    """The measurement (``parser()``'s arguments; ``--rerank`` resolved): the report, or None when autofaiss
+    built no index (said on stderr).  ``scripts/perf.py`` calls it too."""
     import faiss
     from autofaiss import build_index
     from autofaiss.external.metadata import IndexMetadata
     from autofaiss.external.optimize import get_optimal_index_keys_v2
 
     from audit.index.faiss_compat import accept_autofaiss_opq_keyword
-    from bench.atomic import atomic_write_text
 
     accept_autofaiss_opq_keyword()
     faiss.omp_set_num_threads(args.threads)
@@ -297,7 +321,7 @@ def main() -> int:
         if not candidates:
             print(f"error: autofaiss has no index for {args.n:,} x {args.dim} within {budget}: raise "
                   f"--max-index-memory or pass --index-key", file=sys.stderr)
-            return 2
+            return None
         requested_key = candidates[0]
         estimate = IndexMetadata(requested_key, args.n, args.dim).estimated_index_size_in_bytes() / args.n
         print(f"\nautofaiss: build_index(metric ip, max_index_memory_usage={budget}, index_key={requested_key} "
@@ -318,7 +342,7 @@ def main() -> int:
         if index is None:
             print("error: autofaiss built no index (see its log above): raise --max-index-memory or pass "
                   "--index-key", file=sys.stderr)
-            return 2
+            return None
         faiss.omp_set_num_threads(args.threads)  # autofaiss sets it too; make sure both searches match
         index_key = infos["index_key"]
         index_bytes = index_path.stat().st_size
@@ -391,9 +415,7 @@ def main() -> int:
         "nprobe_search": tried, "goals": goals,
         "versions": {"faiss": faiss.__version__, "autofaiss": __import__("autofaiss").__version__},
     }
-    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
-    return 0
+    return report
 
 
 if __name__ == "__main__":

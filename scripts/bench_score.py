@@ -24,7 +24,7 @@ installed, else a small open_clip model with random weights saved in the
 evaluator layout (``local-dir:``).  Model loading is inside both timings; a
 warm-up builds both extractors once first (imports, weight hashes).  Also checks
 that our FD equals torchmetrics' FID (float64 in both) within 1e-3 relative.
-A script, not a test.
+A script, not a test; ``make perf`` measures the same workloads (``bench.perf``).
 
     make bench-score              # defaults below
     python scripts/bench_score.py --n 256 --batch-size 32
@@ -34,13 +34,10 @@ A script, not a test.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import shutil
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -49,126 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-#: Small random open_clip (evaluator layout) when the built-in evaluator is not installed.
-SMALL_CLIP_CFG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 128, "head_width": 32, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2},
-}
-
-
-def render_folder(folder: Path, n: int, seed: int, size: int) -> list[dict]:
-    """n random shapes-world scenes as <id>.png; returns their prompt rows."""
-    from bench.world import caption, random_scene, render
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        scene = random_scene(rng)
-        pid = f"img{i:05d}"
-        render(scene, size=size).save(folder / f"{pid}.png")
-        rows.append({"id": pid, "prompt": caption(scene, "descriptive"), "category": "descriptive"})
-    return rows
-
-
-def clip_spec(work: Path) -> tuple[str, str]:
-    """(extractor spec, description) of the CLIP used by both sides."""
-    from bench.models.evaluator_clip import DEFAULT_DIR
-
-    if (DEFAULT_DIR / "open_clip_config.json").is_file():
-        return f"clip:local-dir:{DEFAULT_DIR}", f"built-in evaluator {DEFAULT_DIR}"
-    from bench.models.tiny import write_random_open_clip
-
-    folder = write_random_open_clip(work / "small-random-clip", SMALL_CLIP_CFG)
-    return f"clip:local-dir:{folder}", "small open_clip ViT with random weights (built-in evaluator not installed)"
-
-
-class ExtractorModule(torch.nn.Module):
-    """torchmetrics' ``feature=``: uint8 NCHW images -> our extractor's features."""
-
-    def __init__(self, extractor):
-        super().__init__()
-        self.extractor = extractor
-
-    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
-        arrays = [im.permute(1, 2, 0).contiguous().numpy() for im in imgs.to(torch.uint8).cpu()]
-        return torch.from_numpy(self.extractor(arrays))
-
-
-def read_batches(paths: list[Path], batch_size: int):
-    """uint8 NCHW tensors, reading (decoding) the files again on every call."""
-    from bench.features.images import load_image
-
-    for start in range(0, len(paths), batch_size):
-        arrays = [load_image(p)[0] for p in paths[start : start + batch_size]]
-        yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-
-
-def ours(run: Path, reference: Path, clip: str, batch_size: int, cache: Path):
-    from bench.score import ScoreSpec, score_run
-
-    shutil.rmtree(run / "features", ignore_errors=True)
-    shutil.rmtree(cache, ignore_errors=True)
-    start = time.perf_counter()
-    table = score_run(ScoreSpec(str(run), str(reference), features=("efficientnet-lite0",), clip=clip,
-                                batch_size=batch_size), progress=False)
-    return time.perf_counter() - start, table
-
-
-def peers(gen_paths: list[Path], ref_paths: list[Path], prompts: list[str], clip: str, batch_size: int):
-    from prdc import compute_prdc
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.kid import KernelInceptionDistance
-
-    from bench.features import get_extractor
-    from bench.metrics.cmmd import mmd_rbf
-
-    times, values = {}, {}
-    start = time.perf_counter()
-    fid = FrechetInceptionDistance(feature=ExtractorModule(get_extractor("efficientnet-lite0")))
-    for real, paths in ((False, gen_paths), (True, ref_paths)):
-        for batch in read_batches(paths, batch_size):
-            fid.update(batch, real=real)
-    values["FID"] = float(fid.compute())
-    times["torchmetrics FID"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    subset = min(1000, len(gen_paths), len(ref_paths))
-    kid = KernelInceptionDistance(feature=ExtractorModule(get_extractor("efficientnet-lite0")), subset_size=subset)
-    for real, paths in ((False, gen_paths), (True, ref_paths)):
-        for batch in read_batches(paths, batch_size):
-            kid.update(batch, real=real)
-    values["KID"] = float(kid.compute()[0])
-    times["torchmetrics KID"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    effnet = get_extractor("efficientnet-lite0")
-    gen_f, ref_f = (embed(effnet, paths, batch_size) for paths in (gen_paths, ref_paths))
-    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes
-        result = compute_prdc(real_features=ref_f, fake_features=gen_f, nearest_k=3)
-    values["precision"], values["recall"] = float(result["precision"]), float(result["recall"])
-    times["prdc precision/recall"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    ext = get_extractor(clip)
-    img = embed(ext, gen_paths, batch_size)
-    txt, _ = ext.encode_text(prompts)
-    img = img / np.linalg.norm(img, axis=1, keepdims=True)
-    txt = txt / np.linalg.norm(txt, axis=1, keepdims=True)
-    values["CLIP score"] = float(np.mean(100.0 * np.maximum((img * txt).sum(axis=1), 0.0)))
-    times["CLIP-score pass"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    ext = get_extractor(clip)
-    values["CMMD"] = mmd_rbf(embed(ext, gen_paths, batch_size), embed(ext, ref_paths, batch_size))
-    times["CMMD pass"] = time.perf_counter() - start
-    return times, values
-
-
-def embed(extractor, paths: list[Path], batch_size: int) -> np.ndarray:
-    """Features of the images, read from disk again (what every separate tool does)."""
-    return np.concatenate([extractor(list(b.permute(0, 2, 3, 1).numpy())) for b in read_batches(paths, batch_size)])
+from bench.perf import clip_spec, ours, peers, render_folder  # noqa: E402  (the workloads, shared with make perf)
 
 
 def main() -> None:

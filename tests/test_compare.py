@@ -260,3 +260,18 @@ def test_validation_counts_disjoint_seed_pairs_and_detects_a_planted_gap():
     assert [(c.metric, c.n_tests) for c in same] == [("CLIPScore", 2 * 3)]  # 3 disjoint pairs at each of 2 scales
     gap = summarise(guidance_pairs(scores, 1.0, 7.5, 300, 0), "gap")
     assert gap[0].n_tests == 6 and gap[0].n_significant == 6
+
+
+def test_set_metrics_against_different_references_are_refused(tmp_path):
+    def scored(run, reference):
+        rows = [{"metric": "FD_efficientnet-lite0", "subset": "all", "guidance": np.nan, "value": 3.0, "n": 60,
+                 "n_ref": 60, "extractor": "efficientnet-lite0__k", "reference": reference}]
+        C.write_table(run, C.METRICS_TABLE, C.coerce(pd.DataFrame(rows), C.METRICS_TABLE))
+        return run
+
+    a = scored(_fake_run(tmp_path / "a", {7.5: 0}), "run:refs/one")
+    b = scored(_fake_run(tmp_path / "b", {7.5: 0}), "run:refs/two")
+    with pytest.raises(UserError, match="scored against run:refs/one and b against run:refs/two"):
+        compare_runs([Side(a), Side(b)], resamples=200)
+    assert set(compare_runs([Side(a), Side(b)], resamples=200, set_metrics=False).table.metric) == {
+        "CLIPScore", "compositional_accuracy"}

@@ -325,7 +325,7 @@ def test_cli_show_errors(cli):
 
 def test_cli_validate(cli, write):
     code, out = cli("validate", str(write("p.csv", "prompt,category\na,x\nb,y\nc,x\n")))
-    assert (code, out) == (0, "ok: p vfile, 3 prompts, 2 categories\n")
+    assert (code, out) == (0, "ok: p (user file), 3 prompts, 2 categories\n")
     with pytest.raises(UserError, match="no prompt column"):
         cli("validate", str(write("q.csv", "foo\nbar\n")))
 

@@ -90,6 +90,9 @@ def _rows_of_npy(files: list[Path]) -> tuple[int, int | None]:
             raise UserError(f"cannot read embeddings {f} ({type(e).__name__}); rebuild the index") from e
         if arr.ndim != 2:
             raise UserError(f"embeddings {f} have shape {arr.shape}, expected [rows, dim]; rebuild the index")
+        if arr.dtype.kind != "f":  # integer or object rows are not CLIP embeddings (clip-retrieval writes float16/32)
+            raise UserError(f"embeddings {f} are {arr.dtype}, expected float16 or float32 CLIP embeddings; "
+                            f"rebuild the index")
         if dim is not None and arr.shape[1] != dim:
             raise UserError(f"embedding shards in {f.parent} disagree on the dimension ({dim} vs {arr.shape[1]} in "
                             f"{f.name}); rebuild the index")
@@ -122,14 +125,43 @@ class ShardRows:
         return out
 
 
-def exact_rerank(queries: np.ndarray, ids: np.ndarray, rows: ShardRows) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosines of each query's candidate rows (id -1 = none), re-sorted best first."""
+#: Queries re-ranked per task of ``exact_rerank``'s thread pool.
+RERANK_BLOCK = 64
+
+
+def _rerank_block(queries: np.ndarray, ids: np.ndarray, rows: ShardRows) -> tuple[np.ndarray, np.ndarray]:
     found = ids >= 0
     vectors = rows.take(np.where(found, ids, 0).ravel()).reshape(*ids.shape, -1)
     scores = np.einsum("qd,qkd->qk", queries, vectors)
     scores[~found] = -np.inf
     order = np.argsort(-scores, axis=1, kind="stable")
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+
+def exact_rerank(queries: np.ndarray, ids: np.ndarray, rows: ShardRows,
+                 threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosines of each query's candidate rows (id -1 = none), re-sorted best first.
+
+    Blocks of ``RERANK_BLOCK`` queries run on a thread pool of ``threads`` workers (default: faiss'
+    OpenMP thread count, the one the search itself used): the gathers from the memory-mapped shards,
+    the float16 -> float32 casts, the products and the sorts all release the GIL, so the re-ranking
+    uses every core the search does instead of one (docs/perf.md)."""
+    queries = np.asarray(queries, np.float32)
+    if threads is None:
+        try:
+            import faiss
+
+            threads = faiss.omp_get_max_threads()
+        except ImportError:  # pragma: no cover - faiss is a core dependency
+            threads = os.cpu_count() or 1
+    blocks = [slice(s, s + RERANK_BLOCK) for s in range(0, len(ids), RERANK_BLOCK)]
+    if threads <= 1 or len(blocks) <= 1:
+        return _rerank_block(queries, ids, rows)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(blocks))) as pool:
+        parts = list(pool.map(lambda b: _rerank_block(queries[b], ids[b], rows), blocks))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _load_npy(files: list[Path]) -> np.ndarray:
@@ -529,12 +561,29 @@ def _resolve_extractor(extractor, device: str = "cpu"):
 def _prepare_target(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the index")
+    _check_writable_folder(out)
     if out.is_dir() and any(out.iterdir()):
         if not is_index_folder(out):
             raise UserError(f"--out {out} is a folder that is not an index and not empty; "
                             f"pick a new folder (nothing there is overwritten)")
         if not overwrite:
             raise UserError(f"index {out} already exists; pass --overwrite to replace it")
+
+
+def _check_writable_folder(out: Path) -> None:
+    """Refuse, before anything is embedded, an --out whose nearest existing folder cannot take a file
+    (read-only mount, /proc or /sys, no permission) or that lies under a file."""
+    ancestor = out.absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"cannot write the index to {out}: {ancestor} is a file, not a folder; pass another --out")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor, prefix=".tmp-write-test-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write the index to {out}: {ancestor} is not writable ({exc.strerror or exc}); "
+                        f"pass an --out folder on a writable disk") from None
 
 
 def _normalised_float16(x: np.ndarray) -> np.ndarray:

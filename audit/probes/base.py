@@ -81,7 +81,11 @@ class ProbeInfo:
         return C.record_audit(run_dir, self.declared(), block)
 
     def __call__(self, run_dir: str | Path, options: Mapping[str, Any] | None = None) -> dict:
-        """Run the probe on a run directory and record its summary block; returns the block."""
+        """Run the probe on a run directory and record its summary block; returns the block.
+
+        A run the probe cannot write to (read-only mount, no permission) is refused before any work."""
+        if C.is_run_dir(run_dir):
+            rundir.check_run_writable(run_dir, f"t2i-audit {self.name}")
         block = self.entry("run")(Path(run_dir), dict(options or {}))
         self.record(run_dir, block)
         return block
@@ -89,11 +93,7 @@ class ProbeInfo:
 
 def load_run_samples(run: Path) -> pd.DataFrame:
     """The run's samples table, or a one-line UserError when there is no run or no image."""
-    run = Path(run)
-    if not run.is_dir():
-        raise UserError(f"run directory '{run}' does not exist; pass a folder made by t2i-bench generate or import")
-    if not C.is_run_dir(run):
-        raise UserError(f"'{run}' is not a run directory (no {C.MANIFEST}); pass the folder t2i-bench generate wrote")
+    run = rundir.check_run_dir(run)
     samples = rundir.read_samples(run)
     if samples.empty:
         raise UserError(f"run '{run}' has no images in {C.SAMPLES}; generate or import images first")

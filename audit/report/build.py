@@ -131,13 +131,9 @@ class Report:
 
 def check_run(path: str | Path, what: str = "run") -> Path:
     """The run directory, or a one-line UserError when it is missing or is not a run."""
-    path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"{what} directory '{path}' does not exist; pass a folder made by t2i-bench generate or import")
-    if not C.is_run_dir(path):
-        raise UserError(f"'{path}' is not a run directory (no {C.MANIFEST}); pass the folder t2i-bench generate or "
-                        f"import wrote")
-    return path
+    from bench.rundir import check_run_dir
+
+    return check_run_dir(path, what)
 
 
 def open_run(path: str | Path, what: str = "run") -> RunInfo:

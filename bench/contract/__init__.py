@@ -27,6 +27,8 @@ from bench.contract.files import (
     REMOTE_CACHE_DIR,
     REPORT_HTML,
     REPORT_MD,
+    RUN_LOCK,
+    RUN_LOCK_OWNER,
     SAMPLES,
     SUMMARY,
     SUMMARY_LOCK,
@@ -70,7 +72,7 @@ from bench.contract.tables import (
 
 __all__ = [
     "AUDIT_DIR", "COMPARE", "COMPARE_PLOT", "IMAGE_SCORES", "FEATURES_DIR", "IMAGES_DIR", "MANIFEST", "METRICS", "NEIGHBOURS_DIR", "REMOTE_CACHE_DIR",
-    "REPORT_HTML", "REPORT_MD", "SAMPLES", "SUMMARY", "SUMMARY_LOCK", "SWEEP", "SWEEP_PLOT",
+    "REPORT_HTML", "REPORT_MD", "RUN_LOCK", "RUN_LOCK_OWNER", "SAMPLES", "SUMMARY", "SUMMARY_LOCK", "SWEEP", "SWEEP_PLOT",
     "audit_table_file", "is_run_dir",
     "FEATURE_METRIC_BASES", "INCEPTION_NAME", "extractor_name", "feature_metric_name", "parse_metric_name",
     "upgrade_metric_names",

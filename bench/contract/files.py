@@ -12,6 +12,7 @@ runs/<run>/audit/<probe>_<part>.parquet  a probe's further tables, e.g. memoriza
 runs/<run>/audit/neighbours/             retrieved training images (memorization)
 runs/<run>/report.html, report.md        the societal-risk report
 runs/<run>/summary.json                  headline numbers; one key per writer (update_summary)
+runs/<run>/.run.lock, .run.lock.pid      the writers' lock and its holder's PID (generate, score)
 ```
 """
 
@@ -24,6 +25,10 @@ SAMPLES = "samples.parquet"
 SUMMARY = "summary.json"
 #: The lock file that serialises read-modify-write updates of summary.json.
 SUMMARY_LOCK = ".summary.json.lock"
+#: The writers' lock of a run: one ``generate`` or ``score`` at a time (``bench.runlock``); readers never take it.
+RUN_LOCK = ".run.lock"
+#: Beside it, who holds it: {"pid", "host", "command", "since"} as JSON (the refusal names the PID).
+RUN_LOCK_OWNER = ".run.lock.pid"
 IMAGES_DIR = "images"
 FEATURES_DIR = "features"
 METRICS = "metrics.parquet"

@@ -4,7 +4,8 @@
 
 * ``<cache_dir>/<extractor key>__<image-set hash>.npy``: float32 [N, d], rows in
   the sorted order of the images' relative paths;
-* ``<same name>.json``: the row paths, skipped images (with reasons), conversion
+* ``<same name>.json``: the npy's sha256 (a truncated or altered cache is detected and rebuilt), the row
+  paths, skipped images (with reasons), conversion
   counts and the extractor key.
 
 The image-set hash is the sha256 of the sorted list of (relative path, file
@@ -20,6 +21,7 @@ cheaper than decoding and embedding) so that a cache hit decodes nothing.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -29,7 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.atomic import atomic_path, atomic_write_text
+from bench import distributed
+from bench.atomic import atomic_write_bytes, atomic_write_text
 from bench.cache import sha256_file
 from bench.errors import UserError
 from bench.features.base import FeatureExtractor, FeatureSet
@@ -66,7 +69,7 @@ def _read_cache(npy: Path, key: str, set_hash: str) -> tuple[np.ndarray, dict] |
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        feats = np.load(npy, allow_pickle=False)
+        feats = np.load(npy, allow_pickle=False, mmap_mode="r")  # memory-mapped: metrics read it in blocks
     except (OSError, ValueError) as e:
         log.warning("ignoring unreadable feature cache %s (%s)", npy, e)
         return None
@@ -76,6 +79,11 @@ def _read_cache(npy: Path, key: str, set_hash: str) -> tuple[np.ndarray, dict] |
         or feats.shape[0] != len(meta.get("paths", ()))
     ):
         log.warning("ignoring inconsistent feature cache %s", npy)
+        return None
+    expected = meta.get("features_sha256")  # absent in caches written before the checksum: trusted as before
+    if expected is not None and sha256_file(npy) != expected:
+        log.warning("feature cache %s is damaged (its checksum does not match: truncated or altered); "
+                    "extracting the features again", npy)
         return None
     return feats, meta
 
@@ -122,21 +130,26 @@ def extract_features(
     set_hash = image_set_hash(unique, hashes)
     npy = cache_file_for(cache_dir, extractor.key, set_hash) if cache_dir is not None else None
 
+    processes = distributed.current()  # several processes (torchrun, accelerate launch): docs/scale.md
     cached = _read_cache(npy, extractor.key, set_hash) if npy is not None else None
+    if processes.multi and not all(processes.gather([cached is not None])):
+        cached = None  # every rank computes its share, or none does
     if cached is not None:
         feats, meta = cached
         from_cache = True
     else:
-        feats, meta = _compute(unique, by_rel, dict(missing), extractor, batch_size, progress)
+        feats, meta = _compute(unique, by_rel, dict(missing), extractor, batch_size, progress, processes)
         meta["extractor"] = extractor.key
         meta["image_set_sha256"] = set_hash
         from_cache = False
-        if npy is not None:
-            # The json first, the npy last: the npy's presence marks a complete entry.
+        if npy is not None and processes.is_main:  # every rank holds the gathered features; rank 0 writes them
+            # The json (with the npy's checksum) first, the npy last: the npy's presence marks a complete entry.
+            buffer = io.BytesIO()
+            np.save(buffer, feats, allow_pickle=False)
+            meta["features_sha256"] = hashlib.sha256(buffer.getbuffer()).hexdigest()
             atomic_write_text(npy.with_suffix(".json"), json.dumps(meta, indent=1, sort_keys=True))
-            with atomic_path(npy) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, feats, allow_pickle=False)
+            atomic_write_bytes(npy, buffer.getvalue())
+        processes.wait()  # the next call (e.g. the same run as its own reference) finds the cache on every rank
 
     skipped = [tuple(s) for s in meta["skipped"]]
     converted = dict(meta["converted"])
@@ -167,29 +180,38 @@ def _compute(
     extractor: FeatureExtractor,
     batch_size: int,
     progress: bool,
+    processes: "distributed.Processes | None" = None,
 ) -> tuple[np.ndarray, dict]:
+    """Features of the fixed batches of ``unique`` (sorted); with several processes each computes its
+    contiguous share of the batches and the shares are gathered back in batch order, so the result is
+    the one a single process computes, byte for byte."""
     from tqdm.auto import tqdm
 
+    processes = processes or distributed.Processes()
     rows: list[np.ndarray] = []
     kept: list[str] = []
     skipped: list[tuple[str, str]] = []
     converted: Counter[str] = Counter()
-    with tqdm(total=len(unique), unit="img", desc=f"features {extractor.name}", disable=not progress) as bar:
-        for start in range(0, len(unique), batch_size):
-            batch_rels, batch_imgs = [], []
+    done = []  # (start, rels, features or None, skipped, conversion notes) per batch of this rank
+    with processes.split(range(0, len(unique), batch_size)) as mine, tqdm(
+            total=sum(min(batch_size, len(unique) - s) for s in mine), unit="img",
+            desc=f"features {extractor.name}", disable=not progress or not processes.is_main) as bar:
+        for start in mine:
+            batch_rels, batch_imgs, batch_skipped, notes = [], [], [], []
             for r in unique[start : start + batch_size]:
                 if r in missing:
-                    skipped.append((r, missing[r]))
+                    batch_skipped.append((r, missing[r]))
                     continue
                 try:
                     arr, note = load_image(by_rel[r])
                 except ImageProblem as e:
-                    skipped.append((r, str(e)))
+                    batch_skipped.append((r, str(e)))
                     continue
                 if note:
-                    converted[note] += 1
+                    notes.append(note)
                 batch_rels.append(r)
                 batch_imgs.append(arr)
+            feats = None
             if batch_imgs:
                 feats = np.asarray(extractor(batch_imgs), dtype=np.float32)
                 if feats.shape != (len(batch_imgs), extractor.dim):
@@ -197,9 +219,14 @@ def _compute(
                         f"extractor {extractor.key} returned {feats.shape}, "
                         f"expected ({len(batch_imgs)}, {extractor.dim})"
                     )
-                rows.append(feats)
-                kept.extend(batch_rels)
+            done.append((start, batch_rels, feats, batch_skipped, notes))
             bar.update(min(batch_size, len(unique) - start))
+    for _, batch_rels, feats, batch_skipped, notes in sorted(processes.gather(done), key=lambda d: d[0]):
+        skipped.extend(batch_skipped)
+        converted.update(notes)
+        if feats is not None:
+            rows.append(feats)
+            kept.extend(batch_rels)
     feats = np.concatenate(rows) if rows else np.zeros((0, extractor.dim), np.float32)
     meta = {"paths": kept, "skipped": skipped, "converted": dict(sorted(converted.items()))}
     return feats, meta

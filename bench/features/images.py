@@ -82,7 +82,11 @@ def load_image_bytes(data: bytes) -> tuple[np.ndarray, str | None]:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()  # decode now: a truncated file fails here, not later
-            return to_rgb(im, _png_bit_depth(data))
+            rgb, note = to_rgb(im, _png_bit_depth(data))
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:  # an animated GIF/PNG/WebP: its first frame is the image (and the count says so)
+                note = f"{note + '; ' if note else ''}animated ({frames} frames) -> first frame"
+            return rgb, note
     except ImageProblem:
         raise
     except UnidentifiedImageError as e:

@@ -86,11 +86,33 @@ def unpack(features: Features, what: str, min_n: int = 2, float64: bool = True) 
         raise UserError(f"{what}: expected a 2-D feature array [N, d], got shape {arr.shape}")
     if arr.shape[0] < min_n:
         raise UserError(f"{what}: needs at least {min_n} images, got {arr.shape[0]}: generate or select more images")
+    # Checked block by block: a memory-mapped cache is read once, never held as an N x d bool array.
+    if not all(np.isfinite(block).all() for _, block in row_blocks(arr, float64=False)):
+        raise UserError(f"{what}: features contain NaN or inf: re-extract them (check the model dtype)")
     if float64:
         arr = arr.astype(np.float64, copy=False)
-    if not np.isfinite(arr).all():
-        raise UserError(f"{what}: features contain NaN or inf: re-extract them (check the model dtype)")
     return arr, key
+
+
+#: Rows per block when a metric reads its features in chunks (FD's accumulator, precision/recall's and
+#: CMMD's distance tiles, the finiteness check): memory stays O(ROW_BLOCK x max(ROW_BLOCK, d)) whatever N is,
+#: so features can stay memory-mapped (``bench.features.cache``).
+ROW_BLOCK = 1024
+
+
+def row_blocks(arr: np.ndarray, block: int = ROW_BLOCK, float64: bool = True):
+    """(start, rows) of ``arr`` in blocks of ``block`` rows, each cast to float64 unless ``float64=False``."""
+    for start in range(0, len(arr), block):
+        rows = np.asarray(arr[start : start + block])
+        yield start, (rows.astype(np.float64) if float64 else rows)
+
+
+def squared_norms(arr: np.ndarray, block: int = ROW_BLOCK) -> np.ndarray:
+    """||x_i||² of every row, in float64, block by block."""
+    out = np.empty(len(arr))
+    for start, rows in row_blocks(arr, block):
+        out[start : start + len(rows)] = (rows * rows).sum(axis=1)
+    return out
 
 
 def check_comparable(key_a: str | None, key_b: str | None, dim_a: int, dim_b: int, what: str) -> str | None:
@@ -174,6 +196,10 @@ class Metric:
                 and all(getattr(group, n) is not None for n in self.needs))
 
 
+#: The per-category row of the prompts without a category, in a set where others have one.
+UNCATEGORISED = "(none)"
+
+
 def category_results(per_group, metric: str, value_col: str, n_col: str, extractor: str | None,
                      per_image=None, image_value_col: str | None = None) -> list[MetricResult]:
     """One ``subset="category=<name>"`` result per row of a report's per-category table.
@@ -183,6 +209,9 @@ def category_results(per_group, metric: str, value_col: str, n_col: str, extract
     from bench.contract import CATEGORY_PREFIX
 
     out = []
+    names = [str(c) for c in per_group["category"]] if "category" in per_group else []
+    if not any(names):  # a prompt file without categories: its one group is the "all" row
+        return out
     for _, g in per_group.iterrows():
         values = prompts = None
         if per_image is not None and image_value_col is not None:
@@ -190,5 +219,6 @@ def category_results(per_group, metric: str, value_col: str, n_col: str, extract
             values = rows[image_value_col].to_numpy(dtype=np.float64)
             prompts = rows["prompt_id"].tolist()
         out.append(MetricResult(metric, float(g[value_col]), n=int(g[n_col]), extractor=extractor,
-                                subset=f"{CATEGORY_PREFIX}{g['category']}", values=values, prompts=prompts))
+                                subset=f"{CATEGORY_PREFIX}{g['category'] or UNCATEGORISED}", values=values,
+                                prompts=prompts))
     return out

@@ -11,15 +11,17 @@ with sigma = 10, gamma = 1 / (2 sigma²), k(x, y) = exp(-gamma ||x - y||²),
 i.e. the *biased* (V-statistic) MMD² estimator, diagonals included, scaled by 1000.
 Inputs are L2-normalised CLIP image embeddings (the reference embeds with CLIP
 ViT-L/14@336 and normalises; our ``OpenClipExtractor`` normalises too).  No
-Gaussian assumption, unlike FID.  Computed in float64, in row blocks so memory
-stays O(block · N).
+Gaussian assumption, unlike FID.  Computed in float64, in tiles of ``ROW_BLOCK`` x
+``ROW_BLOCK`` rows cast as they are read, so memory stays O(ROW_BLOCK²) whatever N
+is and the embeddings may stay memory-mapped.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from bench.metrics.base import Features, Metric, MetricInfo, MetricResult, check_comparable, unpack, warn
+from bench.metrics.base import (ROW_BLOCK, Features, Metric, MetricInfo, MetricResult, check_comparable, row_blocks,
+                                squared_norms, unpack, warn)
 
 METRIC = MetricInfo(
     name="cmmd",
@@ -33,36 +35,36 @@ METRIC = MetricInfo(
 
 SIGMA = 10.0
 SCALE = 1000.0
-_BLOCK = 1024
+_BLOCK = ROW_BLOCK
 
 
 def _mean_rbf(x: np.ndarray, y: np.ndarray, gamma: float) -> float:
-    """mean_ij exp(-gamma ||x_i - y_j||²) with ||x-y||² = ||x||² + ||y||² - 2 x·y, as the reference."""
-    x_sq = (x * x).sum(axis=1)
-    y_sq = (y * y).sum(axis=1)
+    """mean_ij exp(-gamma ||x_i - y_j||²) with ||x-y||² = ||x||² + ||y||² - 2 x·y, as the reference
+    (float64 tiles of ``_BLOCK`` x ``_BLOCK`` rows; ``x``, ``y`` of any float dtype, memory-mapped or not)."""
+    x_sq = squared_norms(x, _BLOCK)
+    y_sq = squared_norms(y, _BLOCK)
     total = 0.0
-    for start in range(0, len(x), _BLOCK):
-        xb = x[start : start + _BLOCK]
-        d2 = -2 * xb @ y.T + x_sq[start : start + _BLOCK, None] + y_sq[None, :]
-        total += np.exp(-gamma * d2).sum()
+    for start, xb in row_blocks(x, _BLOCK):
+        for col, yb in row_blocks(y, _BLOCK):
+            d2 = -2 * xb @ yb.T + x_sq[start : start + len(xb), None] + y_sq[None, col : col + len(yb)]
+            total += np.exp(-gamma * d2).sum()
     return total / (len(x) * len(y))
 
 
 def mmd_rbf(x: np.ndarray, y: np.ndarray, sigma: float = SIGMA, scale: float = SCALE) -> float:
     """scale · biased MMD² with k = exp(-||x-y||² / (2 sigma²)) (``cmmd/distance.py: mmd``)."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
+    x, y = np.asarray(x), np.asarray(y)  # no copy of arrays (memory-mapped ones included); tiles are cast
     gamma = 1.0 / (2 * sigma**2)
     return float(scale * (_mean_rbf(x, x, gamma) + _mean_rbf(y, y, gamma) - 2 * _mean_rbf(x, y, gamma)))
 
 
 def cmmd(generated: Features, reference: Features, extractor: str | None = None) -> MetricResult:
     """CMMD between generated and reference CLIP embeddings."""
-    x, kx = unpack(generated, "CMMD")
-    y, ky = unpack(reference, "CMMD")
+    x, kx = unpack(generated, "CMMD", float64=False)  # tiles are cast to float64 as they are read
+    y, ky = unpack(reference, "CMMD", float64=False)
     key = check_comparable(kx, ky, x.shape[1], y.shape[1], "CMMD") or extractor
     for what, arr in (("generated", x), ("reference", y)):
-        if not np.allclose(np.linalg.norm(arr, axis=1), 1.0, atol=1e-3):
+        if not np.allclose(np.sqrt(squared_norms(arr)), 1.0, atol=1e-3):
             warn(f"CMMD: {what} embeddings are not L2-normalised; the reference CMMD normalises CLIP embeddings")
     return MetricResult(
         metric="CMMD",

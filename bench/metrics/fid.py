@@ -44,7 +44,8 @@ from bench.atomic import atomic_path
 from bench.contract import feature_metric_name
 from bench.errors import UserError
 from bench.features.base import FeatureSet, key_resize
-from bench.metrics.base import Features, Metric, MetricInfo, MetricResult, ScoreGroup, check_comparable, unpack, warn
+from bench.metrics.base import (ROW_BLOCK, Features, Metric, MetricInfo, MetricResult, ScoreGroup, check_comparable,
+                                row_blocks, unpack, warn)
 
 METRIC = MetricInfo(
     name="fid",
@@ -86,13 +87,16 @@ class GaussianStats:
         return int(self.mu.shape[0])
 
     @classmethod
-    def from_features(cls, features: Features, batch_size: int = 4096) -> "GaussianStats":
-        # Rows are cast to float64 batch by batch: no float64 copy of all N x d features.
+    def from_features(cls, features: Features, batch_size: int | None = None,
+                      what: str = "Fréchet distance") -> "GaussianStats":
+        """``what`` names the set in the N <= d warning (e.g. "Fréchet distance, reference set")."""
+        # Rows are cast to float64 batch by batch (``ROW_BLOCK`` rows by default): no float64 copy of all
+        # N x d features, and memory-mapped features are read once, in order.
         arr, key = unpack(features, "Gaussian statistics", float64=False)
         acc = StreamingGaussian()
-        for start in range(0, len(arr), batch_size):
-            acc.update(arr[start : start + batch_size])
-        return acc.finalize(key)
+        for _, rows in row_blocks(arr, batch_size or ROW_BLOCK, float64=False):
+            acc.update(rows)
+        return acc.finalize(key, what)
 
     def save_npz(self, path: str | os.PathLike) -> Path:
         """Write pytorch-fid / clean-fid compatible ``mu``, ``sigma``, plus ``extractor`` and ``n`` (atomic)."""
@@ -167,12 +171,12 @@ class StreamingGaussian:
         self.outer += x.T @ x
         self.n += x.shape[0]
 
-    def finalize(self, extractor: str | None = None) -> GaussianStats:
+    def finalize(self, extractor: str | None = None, what: str = "Fréchet distance") -> GaussianStats:
         if self.n < 2 or self.sum is None:
             raise UserError(f"Gaussian statistics need at least 2 images, got {self.n}: generate or select more images")
         mu = self.sum / self.n
         sigma = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
-        _check_rank(self.n, mu.shape[0], "Fréchet distance")
+        _check_rank(self.n, mu.shape[0], what)
         return GaussianStats(mu=mu, sigma=sigma, n=self.n, extractor=extractor)
 
 
@@ -222,8 +226,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 StatsOrFeatures = Union[GaussianStats, FeatureSet, np.ndarray]
 
 
-def _as_stats(x: StatsOrFeatures) -> GaussianStats:
-    return x if isinstance(x, GaussianStats) else GaussianStats.from_features(x)
+def _as_stats(x: StatsOrFeatures, what: str = "Fréchet distance") -> GaussianStats:
+    return x if isinstance(x, GaussianStats) else GaussianStats.from_features(x, what=what)
 
 
 def fd(generated: StatsOrFeatures, reference: StatsOrFeatures, extractor: str | None = None) -> MetricResult:
@@ -233,7 +237,8 @@ def fd(generated: StatsOrFeatures, reference: StatsOrFeatures, extractor: str | 
     UserError for features of different extractors or fewer than 2 images; warns
     (MetricWarning) when N <= d.
     """
-    g, r = _as_stats(generated), _as_stats(reference)
+    g = _as_stats(generated, "Fréchet distance, generated set")
+    r = _as_stats(reference, "Fréchet distance, reference set")
     key = check_comparable(g.extractor, r.extractor, g.dim, r.dim, "Fréchet distance") or extractor
     value = frechet_distance(g.mu, g.sigma, r.mu, r.sigma)
     return MetricResult(

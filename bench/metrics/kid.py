@@ -80,12 +80,15 @@ def kid_subsets(
     gamma: float | None = None,
     coef0: float = 1.0,
 ) -> np.ndarray:
-    """MMD² of each subset pair (float64 arrays in, ``num_subsets`` values out); subset_size must be <= both N."""
+    """MMD² of each subset pair (``num_subsets`` values out); subset_size must be <= both N.
+
+    Only each subset's rows are read and cast to float64, so ``x`` and ``y`` may be float32 or memory-mapped:
+    memory is O(subset_size²) whatever N is."""
     rng = np.random.RandomState(seed)
     out = np.zeros(num_subsets)
     for i in range(num_subsets):
-        xs = x[rng.choice(len(x), subset_size, replace=False)]
-        ys = y[rng.choice(len(y), subset_size, replace=False)]
+        xs = np.asarray(x[np.sort(rng.choice(len(x), subset_size, replace=False))], np.float64)
+        ys = np.asarray(y[np.sort(rng.choice(len(y), subset_size, replace=False))], np.float64)
         out[i] = polynomial_mmd2(xs, ys, degree, gamma, coef0)
     return out
 
@@ -99,8 +102,8 @@ def kid(
     extractor: str | None = None,
 ) -> MetricResult:
     """KID (mean of subset MMD²) with ``details["std"]``; the subset size is clamped to the smaller set."""
-    x, kx = unpack(generated, "KID")
-    y, ky = unpack(reference, "KID")
+    x, kx = unpack(generated, "KID", float64=False)  # subsets are cast to float64 as they are drawn
+    y, ky = unpack(reference, "KID", float64=False)
     key = check_comparable(kx, ky, x.shape[1], y.shape[1], "KID") or extractor
     if num_subsets < 1 or subset_size < 2:
         raise UserError(f"KID needs num_subsets >= 1 and subset_size >= 2, got {num_subsets} and {subset_size}")

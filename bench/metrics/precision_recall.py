@@ -12,7 +12,9 @@ excluded; k = 3 by default):
     recall    = mean over reference r of in(r, generated)
 
 Distances are Euclidean, computed in float64 as ||a||² + ||b||² - 2 a·b (clipped
-at 0) in row blocks, and compared squared, as the authors' code (NVlabs
+at 0) in tiles of ``ROW_BLOCK`` x ``ROW_BLOCK`` rows (a running k+1 smallest per row for
+the radii, a running "any" for the manifold test), so memory stays O(ROW_BLOCK²)
+whatever N is and the features may stay memory-mapped; compared squared, as the authors' code (NVlabs
 ``precision-recall`` with ``<=``).  Needs more than k points in each set.
 """
 
@@ -22,7 +24,8 @@ import numpy as np
 
 from bench.contract import feature_metric_name
 from bench.errors import UserError
-from bench.metrics.base import Features, Metric, MetricInfo, MetricResult, check_comparable, unpack
+from bench.metrics.base import (ROW_BLOCK, Features, Metric, MetricInfo, MetricResult, check_comparable, row_blocks,
+                                squared_norms, unpack)
 
 METRIC_PRECISION = MetricInfo(
     name="precision",
@@ -48,7 +51,7 @@ METRIC_RECALL = MetricInfo(
 )
 METRICS = (METRIC_PRECISION, METRIC_RECALL)
 
-_BLOCK = 1024
+_BLOCK = ROW_BLOCK
 
 
 def _sq_distances(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
@@ -56,26 +59,37 @@ def _sq_distances(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray, b_sq: np.ndarr
 
 
 def knn_radii_sq(x: np.ndarray, k: int = 3) -> np.ndarray:
-    """Squared distance of each row of ``x`` to its k-th nearest other row."""
+    """Squared distance of each row of ``x`` to its k-th nearest other row (tile by tile, any float dtype)."""
     if len(x) <= k:
         raise UserError(f"precision/recall with k={k} needs more than {k} images per set, got {len(x)}")
-    x_sq = (x * x).sum(axis=1)
+    x_sq = squared_norms(x, _BLOCK)
     out = np.empty(len(x))
-    for start in range(0, len(x), _BLOCK):
-        d2 = _sq_distances(x[start : start + _BLOCK], x, x_sq[start : start + _BLOCK], x_sq)
-        # Index 0 of the sorted row is the point itself (distance 0), so index k is the k-th neighbour.
-        out[start : start + _BLOCK] = np.partition(d2, k, axis=1)[:, k]
+    for start, rows in row_blocks(x, _BLOCK):
+        best = None  # the k+1 smallest squared distances of each row so far (the point itself, 0, among them)
+        for col, cols in row_blocks(x, _BLOCK):
+            d2 = _sq_distances(rows, cols, x_sq[start : start + len(rows)], x_sq[col : col + len(cols)])
+            merged = d2 if best is None else np.concatenate([best, d2], axis=1)
+            keep = min(k + 1, merged.shape[1])
+            best = np.partition(merged, keep - 1, axis=1)[:, :keep].copy()  # not a view: frees the tile
+        # The row's k+1 smallest include the point itself (distance 0): their largest is the k-th neighbour's.
+        out[start : start + len(rows)] = best.max(axis=1)
     return out
 
 
 def in_manifold(query: np.ndarray, support: np.ndarray, radii_sq: np.ndarray) -> np.ndarray:
-    """Bool per query row: within the radius of at least one support row."""
-    q_sq = (query * query).sum(axis=1)
-    s_sq = (support * support).sum(axis=1)
-    out = np.empty(len(query), dtype=bool)
-    for start in range(0, len(query), _BLOCK):
-        d2 = _sq_distances(query[start : start + _BLOCK], support, q_sq[start : start + _BLOCK], s_sq)
-        out[start : start + _BLOCK] = (d2 <= radii_sq[None, :]).any(axis=1)
+    """Bool per query row: within the radius of at least one support row (tile by tile, any float dtype)."""
+    q_sq = squared_norms(query, _BLOCK)
+    s_sq = squared_norms(support, _BLOCK)
+    out = np.zeros(len(query), dtype=bool)
+    for start, rows in row_blocks(query, _BLOCK):
+        hit = np.zeros(len(rows), dtype=bool)
+        for col, cols in row_blocks(support, _BLOCK):
+            todo = ~hit  # rows already inside some ball need no more tiles
+            if not todo.any():
+                break
+            d2 = _sq_distances(rows[todo], cols, q_sq[start : start + len(rows)][todo], s_sq[col : col + len(cols)])
+            hit[todo] = (d2 <= radii_sq[None, col : col + len(cols)]).any(axis=1)
+        out[start : start + len(rows)] = hit
     return out
 
 
@@ -87,8 +101,8 @@ def precision_recall(
     extractors in one run never share a name."""
     if k < 1:
         raise UserError(f"precision/recall needs k >= 1, got {k}")
-    g, kg = unpack(generated, "precision/recall")
-    r, kr = unpack(reference, "precision/recall")
+    g, kg = unpack(generated, "precision/recall", float64=False)  # tiles are cast to float64 as they are read
+    r, kr = unpack(reference, "precision/recall", float64=False)
     key = check_comparable(kg, kr, g.shape[1], r.shape[1], "precision/recall") or extractor
     precision = float(in_manifold(g, r, knn_radii_sq(r, k)).mean())
     recall = float(in_manifold(r, g, knn_radii_sq(g, k)).mean())

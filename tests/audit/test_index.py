@@ -207,6 +207,34 @@ def test_shard_rows_gathers_across_shards_in_any_order(tmp_path):
     np.testing.assert_array_equal(ShardRows(files).take(ids), whole[ids])
 
 
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_exact_rerank_on_threads_equals_the_exact_search(tmp_path, monkeypatch, threads):
+    """Re-ranking every row as a candidate (in shuffled order, with -1 padding) gives the exact search's
+    top k, whatever the thread count and query blocks (blocks of 3 queries here: several per thread)."""
+    import faiss
+
+    import audit.index.clip_index as index_module
+    from audit.index import ShardRows, exact_rerank
+
+    monkeypatch.setattr(index_module, "RERANK_BLOCK", 3)
+    x, q = clustered(300, 16, seed=7)
+    x16 = x.astype(np.float16)
+    files = []
+    for i, part in enumerate(np.array_split(x16, [120, 250])):
+        files.append(tmp_path / f"img_emb_{i}.npy")
+        np.save(files[-1], part)
+    q = q[:20].astype(np.float32)
+    flat = faiss.IndexFlatIP(16)
+    flat.add(x16.astype(np.float32))
+    exact_scores, exact_ids = flat.search(q, 10)
+    rng = np.random.default_rng(0)
+    candidates = np.stack([np.concatenate([rng.permutation(300), [-1, -1]]) for _ in range(len(q))])
+    scores, ids = exact_rerank(q, candidates, ShardRows(files), threads=threads)
+    np.testing.assert_array_equal(ids[:, :10], exact_ids)
+    np.testing.assert_allclose(scores[:, :10], exact_scores, atol=1e-5)
+    assert (ids[:, -2:] == -1).all() and np.isneginf(scores[:, -2:]).all()
+
+
 def test_approximate_index_is_reranked_from_the_stored_embeddings(tmp_path, monkeypatch):
     """An IVF-PQ index returns the exact top k (with exact cosines) for most queries once its
     k x RERANK_FACTOR candidates are re-scored; asking for only k candidates finds fewer."""

@@ -87,6 +87,16 @@ def test_embedding_dimension_disagreeing_with_the_faiss_index_is_refused(tmp_pat
     assert_error(*cli(capsys, "index", "open", folder)[::2], "dimensions disagree", "image index 32")
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int64", "bool"])
+def test_embeddings_of_a_non_float_dtype_are_refused(tmp_path, capsys, dtype):
+    from audit.index import write_index_folder
+
+    folder = write_index_folder(tmp_path / "idx", unit_vectors(10, 16)).folder
+    shard = next(folder.rglob("img_emb_0.npy"))
+    np.save(shard, np.zeros((10, 16), dtype=dtype))
+    assert_error(*cli(capsys, "index", "open", folder)[::2], f"are {dtype}", "expected float16 or float32")
+
+
 def test_query_with_another_clip_or_dimension_is_refused(tmp_path, capsys):
     from audit.index import write_index_folder
 

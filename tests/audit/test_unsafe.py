@@ -203,7 +203,7 @@ def test_cli_audits_a_run(tmp_path, clean_run):
 @pytest.mark.parametrize("args, needle", [
     (["{missing}"], "does not exist"),
     (["{empty}"], "is not a run directory"),
-    (["{run}", "--nsfw-threshold", "nan"], "--nsfw-threshold must be between 0 and 1"),
+    (["{run}", "--nsfw-threshold", "nan"], "--nsfw-threshold: nan is not a finite number"),
     (["{run}", "--nudity-threshold", "1.5"], "--nudity-threshold must be between 0 and 1"),
     (["{run}", "--nsfw-threshold", "high"], "must be a number"),
     (["{run}", "--min-size", "-3"], "--min-size"),

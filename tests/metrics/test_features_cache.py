@@ -146,3 +146,36 @@ def test_extract_features_bad_input(tmp_path):
         extract_features([tmp_path / "a.png"], MeanColour(), tmp_path, batch_size=0)
     with pytest.raises(UserError, match="not under the root folder"):
         extract_features([tmp_path / "a.png"], MeanColour(), tmp_path, root=tmp_path / "sub")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "alter"])
+def test_damaged_cache_is_detected_reported_and_rebuilt(tmp_path, caplog, damage):
+    """The sidecar holds the npy's sha256: a truncated or altered cache is never used, it is rebuilt."""
+    import logging
+
+    from bench.features import get_extractor
+    from bench.features.cache import extract_features
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("RGB", (24, 24), (60 * i, 20, 200 - 40 * i)).save(folder / f"{i}.png")
+    paths = sorted(folder.glob("*.png"))
+    extractor = get_extractor("efficientnet-lite0")
+    first = extract_features(paths, extractor, tmp_path / "cache", progress=False)
+    npy = Path(first.cache_file)
+    data = npy.read_bytes()
+    if damage == "truncate":
+        npy.write_bytes(data[: len(data) - 64])
+    else:  # same length, one feature changed: np.load alone cannot notice
+        altered = bytearray(data)
+        altered[-3] ^= 0xFF
+        npy.write_bytes(bytes(altered))
+    with caplog.at_level(logging.WARNING, logger="t2i_audit"):
+        again = extract_features(paths, extractor, tmp_path / "cache", progress=False)
+    assert not again.from_cache
+    assert any("damaged" in r.message or "unreadable" in r.message or "inconsistent" in r.message
+               for r in caplog.records), [r.message for r in caplog.records]
+    np.testing.assert_array_equal(again.features, first.features)
+    assert npy.read_bytes() == data  # rebuilt to the same bytes
+    assert extract_features(paths, extractor, tmp_path / "cache", progress=False).from_cache
