@@ -8,7 +8,7 @@ scoring, sweep, memory) and ``scripts/bench_knn.py`` (kNN; it needs ``audit``).
 
     make perf                                   # the default sizes (about 15 minutes on 2 cores)
     python scripts/perf.py --knn-size 1000000   # the kNN goal's own size (an hour or more on 2 cores)
-    python scripts/perf.py --only generation memory
+    python scripts/perf.py --only generation memory   # re-measures these, keeps the other figures of perf.json
     python scripts/perf.py --tiny               # every figure at toy sizes (the test's; numbers mean nothing)
 """
 
@@ -36,7 +36,7 @@ SIZES = {
         "knn": dict(dim=512, queries=1500, batch=500),
     },
     "tiny": {
-        "generation": dict(prompts=2, images_per_prompt=1, steps=2, batch_size=2, gemm_seconds=0.01),
+        "generation": dict(prompts=2, images_per_prompt=1, steps=2, batch_size=2, gemm_seconds=0.01, repeat=1),
         "scoring": dict(n=8, repeat=1, batch_size=8),
         "sweep": dict(scales=2, n_per_scale=6, n_ref=8, batch_size=8),
         "memory": dict(small=40, large=80, dim=16, clip_dim=8),
@@ -109,13 +109,24 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"[perf] {part} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        report["figures"] += [dict(f, part=part) for f in measures[part]()]
+        report["figures"] += [dict(f, part=part, measured=time.strftime("%Y-%m-%d %H:%M %Z")) for f in measures[part]()]
         report["seconds"][part] = time.perf_counter() - t0
         print(f"[perf] {part}: {report['seconds'][part]:.0f} s", file=sys.stderr, flush=True)
     report["seconds"]["total"] = time.perf_counter() - start
     report["machine"]["load_average_end"] = perf.machine().get("load_average")
 
     out = Path(args.out_dir)
+    previous = out / "perf.json"
+    if set(args.only) != set(PARTS) and previous.is_file() and not args.tiny:
+        # --only re-measures some parts: the other parts' figures are kept from the last run (each
+        # figure records when it was measured; every ratio is still measured within one run of its part)
+        old = json.loads(previous.read_text())
+        kept = [f for f in old.get("figures", []) if f.get("part") not in args.only and not old.get("tiny")]
+        report["figures"] = sorted(kept + report["figures"], key=lambda f: PARTS.index(f["part"]))
+        report["seconds"] = {**{k: v for k, v in old.get("seconds", {}).items() if k not in args.only and k != "total"},
+                             **report["seconds"]}
+        report["seconds"]["total"] = sum(v for k, v in report["seconds"].items() if k != "total")
+        report["merged"] = True
     table = perf.markdown(report)
     atomic_write_text(out / "perf.json", json.dumps(report, indent=2, default=float) + "\n")
     atomic_write_text(out / "perf.md", table)
