@@ -438,8 +438,14 @@ class ScoreWorkspace:
         from bench.features import get_extractor
         from bench.importer import import_images
 
-        logging.getLogger("t2i_audit").setLevel(logging.ERROR)  # N <= d warnings: expected at small N
-        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")  # torchmetrics KID
+        # Quiet while the workspace lives, restored by close(): N <= d warnings are expected at small N, and
+        # torchmetrics' KID warns about keeping its features.
+        self._logger = logging.getLogger("t2i_audit")
+        self._old_level = self._logger.level
+        self._logger.setLevel(logging.ERROR)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         self.work = Path(tempfile.mkdtemp(prefix="perf-score-"))
         self.cache = self.work / "cache"
         self._old_cache = os.environ.get("T2I_AUDIT_CACHE")
@@ -464,6 +470,8 @@ class ScoreWorkspace:
             get_extractor(spec)(np.zeros((2, size, size, 3), np.uint8))
 
     def close(self) -> None:
+        self._logger.setLevel(self._old_level)
+        self._warnings.__exit__(None, None, None)
         if self._old_cache is None:
             os.environ.pop("T2I_AUDIT_CACHE", None)
         else:

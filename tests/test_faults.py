@@ -221,7 +221,7 @@ def _copy_all(*prepares):
 
 def test_generate_resumes_after_sigkill(tmp_path):
     stage = Stage("generate", "bench",
-                  lambda w: ["generate", *TINY, "--prompts", "shapes", "--per-category", "2", "--guidance", "1,3,7.5",
+                  lambda w: ["generate", *TINY, "--prompts", "shapes", "--per-category", "1", "--guidance", "1,3,7.5",
                              "--images-per-prompt", "2", "--out", str(w / "run")],
                   lambda w: None, "run")
     print("\n" + "\n".join(check_stage(stage, tmp_path)))
@@ -237,7 +237,7 @@ def test_score_resumes_after_sigkill(tmp_path, inputs):
 
 def test_index_build_resumes_after_sigkill(tmp_path):
     stage = Stage("index build", "audit",
-                  lambda w: ["index", "build", "shapes-laion:300", "--out", str(w / "index"), "--no-progress",
+                  lambda w: ["index", "build", "shapes-laion:200", "--out", str(w / "index"), "--no-progress",
                              "--device", "cpu"],
                   lambda w: None, "index")
     print("\n" + "\n".join(check_stage(stage, tmp_path)))
