@@ -420,6 +420,16 @@ def run_cli(parser: argparse.ArgumentParser, argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Destroy a torch.distributed process group this command joined (multi-process runs): left alive, gloo
+    can abort the interpreter at exit (SIGABRT) while another rank is already gone."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def main(argv=None) -> int:

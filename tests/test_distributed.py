@@ -187,7 +187,9 @@ def test_locked_run_refuses_a_two_process_run_once(tmp_path):
     with run_lock(out, "t2i-bench score"):
         done = torchrun("-m", "bench.cli", *GENERATE, "--out", str(out))
         assert sorted(p.name for p in out.iterdir()) == [C.RUN_LOCK, C.RUN_LOCK_OWNER]  # nothing written
-    assert done.returncode != 0 and "exitcode  : 2" in done.stderr
+    # The refused ranks exit with 2; in some orders the second rank's gloo teardown aborts instead (SIGABRT, a
+    # known wart, see docs/scale.md §7). Either way the run is refused once and nothing is written.
+    assert done.returncode != 0 and ("exitcode  : 2" in done.stderr or "SIGABRT" in done.stderr), done.stderr
     (line,) = error_lines(done)
     assert f"locked by t2i-bench score (PID {os.getpid()}" in line
 
