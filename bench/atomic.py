@@ -1,19 +1,65 @@
 """Atomic file writes: write to a temporary name in the same folder, then rename.
 
 A reader (or a resumed run) therefore never sees a partial file; a crash leaves at
-most a ``.tmp-*`` file, which ``remove_stale_temp_files`` clears.
+most a ``.tmp-<pid>@<host>@*`` file.  The next writer into that folder, whatever
+the command, clears the ones whose process is gone (``sweep_dead_writers``, once
+per folder and process), so a killed stage's rerun leaves no temporary file;
+``remove_stale_temp_files`` clears all of them, for a writer that holds the run's lock.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 TMP_PREFIX = ".tmp-"
+
+#: (pid, folder) pairs already swept of dead writers' temporary files by this process.
+_swept: set[tuple[int, Path]] = set()
+
+
+def _writer_tag() -> str:
+    """``<pid>@<host>@``: who writes a temporary file, so a later writer can tell whether it is still alive."""
+    return f"{os.getpid()}@{socket.gethostname()}@"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def sweep_dead_writers(folder: Path) -> int:
+    """Delete the temporary files in ``folder`` left by writers on this host that are no longer running.
+
+    A live writer's files (another rank, a concurrent audit) and other hosts' files are kept; so are
+    names this module did not make.  Returns how many were deleted.
+    """
+    host = socket.gethostname()
+    removed = 0
+    for path in folder.glob(TMP_PREFIX + "*@*@*"):
+        pid, _, rest = path.name[len(TMP_PREFIX):].partition("@")
+        owner_host = rest.partition("@")[0]
+        if pid.isdigit() and owner_host == host and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _sweep_once(folder: Path) -> None:
+    key = (os.getpid(), folder.resolve())
+    if key not in _swept:
+        _swept.add(key)
+        sweep_dead_writers(folder)
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,7 +87,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=target.suffix, dir=target.parent)
+        _sweep_once(target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + _writer_tag(), suffix=target.suffix, dir=target.parent)
     except OSError as exc:
         raise _naming(exc, target) from exc
     os.close(fd)

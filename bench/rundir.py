@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import contract as C
-from bench.atomic import atomic_write_text
+from bench.atomic import TMP_PREFIX, atomic_write_text
 from bench.errors import UserError
 
 MANIFEST = C.MANIFEST
@@ -169,8 +169,10 @@ def check_run_writable(run_dir: str | Path, command: str) -> None:
 def check_not_foreign(run_dir: Path) -> None:
     """Refuse a non-empty folder that is not a run directory: never write into someone's files."""
     run_dir = Path(run_dir)
-    lock_files = {C.RUN_LOCK, C.RUN_LOCK_OWNER}  # a writer's lock (bench.runlock) is not someone's files
-    if run_dir.is_dir() and not (run_dir / MANIFEST).exists() and any(p.name not in lock_files for p in run_dir.iterdir()):
+    # A writer's lock (bench.runlock) and the temporary files of a writer killed before its first manifest
+    # (bench.atomic) are not someone's files.
+    ours = lambda name: name in (C.RUN_LOCK, C.RUN_LOCK_OWNER) or name.startswith(TMP_PREFIX)  # noqa: E731
+    if run_dir.is_dir() and not (run_dir / MANIFEST).exists() and any(not ours(p.name) for p in run_dir.iterdir()):
         raise UserError(f"'{run_dir}' exists, is not empty and is not a run directory (no {MANIFEST}); choose a new --out")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output path '{run_dir}' is a file, not a directory; choose another --out")

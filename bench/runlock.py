@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from bench import contract as C
-from bench.atomic import atomic_write_text
+from bench.atomic import atomic_write_text, pid_alive
 from bench.errors import UserError
 
 #: How long a refused writer re-reads the PID file when the holder has not written it yet.
@@ -78,16 +78,6 @@ def holder(run_dir: str | Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    return True
 
 
 def refusal(run_dir: Path, command: str) -> str:

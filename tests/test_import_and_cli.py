@@ -1,6 +1,7 @@
 """`t2i-bench import`, the console scripts' help, the offline CLIP tokenizer and the model loader."""
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -126,6 +127,31 @@ def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
     mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
     assert mode(tmp_path / "a.json") == mode(tmp_path / "b.json")
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_killed_writers_temporary_file_is_cleared_by_the_next_writer_into_its_folder(tmp_path):
+    """A writer SIGKILLed between creating its temporary file and renaming it leaves a ``.tmp-`` file; the next
+    writer into the folder (any command) deletes it, and keeps a live writer's and a foreign one."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from bench.atomic import TMP_PREFIX, atomic_write_text
+
+    folder = tmp_path / "audit"
+    script = ("import os, signal, sys; from bench.atomic import atomic_path\n"
+              "with atomic_path(sys.argv[1]) as tmp:\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = subprocess.run([sys.executable, "-c", script, str(folder / "table.parquet")], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    (dead,) = folder.glob(TMP_PREFIX + "*")
+    live = folder / f"{TMP_PREFIX}{os.getpid()}@{socket.gethostname()}@abc.parquet"  # this process: alive
+    foreign = folder / f"{TMP_PREFIX}1@some-other-host@abc.parquet"  # another host's writer: not ours to judge
+    live.write_bytes(b"")
+    foreign.write_bytes(b"")
+    atomic_write_text(folder / "other.json", "{}")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["other.json", live.name, foreign.name])
+    assert not dead.exists()
 
 
 def test_usage_mistakes_are_one_error_line_with_exit_code_2():
