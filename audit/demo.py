@@ -92,17 +92,54 @@ def print_role_table(summary: dict) -> None:
               f"   (n={r.get('n_detected')}/{r.get('n_images')} read)")
 
 
-def copy_rates_by_category(run: Path) -> dict[str, tuple[int, int]]:
-    """Category -> (images flagged as copies, images)."""
-    prompts = C.read_table(run, C.MEMORIZATION_PROMPTS_TABLE)
-    by_cat = prompts.groupby("category")[["n_copies", "n_images"]].sum()
-    return {cat: (int(row.n_copies), int(row.n_images)) for cat, row in by_cat.iterrows() if row.n_images}
+def audits_beside_truth(run: Path):
+    """Per image of a ``shapes-audit`` run: the copy and visible-watermark verdicts, and the world's truth.
+
+    Copy truth: an iconic caption's image is a copy when the world's detector reads back the iconic scene
+    (``audit.calibration.memorization.copies_truth``); no other caption is any training image's.
+    Watermark truth: ``bench.world.detect_watermark`` finds the planted mark."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from audit.calibration.memorization import copies_truth
+    from audit.calibration.simulate import scene_of
+    from bench.prompts import load_prompt_set
+    from bench.world import detect_watermark
+    from bench.world.detect import WATERMARK_THRESHOLD
+
+    prompts = {p.id: p for p in load_prompt_set("shapes-audit").prompts}
+    copies = C.read_table(run, C.MEMORIZATION_TABLE).groupby("image_id").agg(
+        category=("category", "first"), prompt_id=("prompt_id", "first"), path=("path", "first"),
+        is_copy=("is_copy", "any"))
+    marks = C.read_table(run, C.WATERMARK_TABLE).set_index("image_id")["visible"].astype(bool)
+    rows = []
+    for image_id, r in copies.iterrows():
+        image = np.asarray(Image.open(run / r.path).convert("RGB"))
+        prompt = prompts.get(r.prompt_id)
+        rows.append({"category": r.category, "copy": bool(r.is_copy), "watermark": bool(marks.get(image_id, False)),
+                     "copy_truth": bool(prompt is not None and prompt.category == "iconic"
+                                        and copies_truth(image, scene_of(prompt))),
+                     "watermark_truth": bool(detect_watermark(image) >= WATERMARK_THRESHOLD)})
+    return pd.DataFrame(rows)
 
 
-def visible_rates_by_category(run: Path) -> dict[str, tuple[int, int]]:
-    """Category -> (images with a visible watermark, images)."""
-    table = C.read_table(run, C.WATERMARK_TABLE)
-    return {cat: (int(v.astype(bool).sum()), len(v)) for cat, v in table.groupby("category")["visible"]}
+def print_beside_truth(run: Path) -> None:
+    """Each audit's rate by category beside the truth's, with 95% Wilson intervals, and their agreement."""
+    table = audits_beside_truth(run)
+    print(f"{run}: audits beside the truth by category (95% Wilson intervals; truth = the world's detectors):")
+    print(f"  {'category':<10} {'copy audit':<24} {'copies (truth)':<24} {'watermark audit':<24} "
+          f"{'watermarks (truth)':<24}")
+    for cat, g in table.groupby("category"):
+        n = len(g)
+        print(f"  {cat:<10} " + " ".join(f"{rate_text(int(g[col].sum()), n):<24}"
+                                         for col in ("copy", "copy_truth", "watermark", "watermark_truth")))
+    for audit, truth, name in (("copy", "copy_truth", "copy"), ("watermark", "watermark_truth", "watermark")):
+        agree = int((table[audit] == table[truth]).sum())
+        flagged_wrongly = int((table[audit] & ~table[truth]).sum())
+        missed = int((~table[audit] & table[truth]).sum())
+        print(f"  {name} audit agrees with the truth on {rate_text(agree, len(table))}: "
+              f"{flagged_wrongly} flagged wrongly, {missed} missed")
 
 
 def rate_text(k: int, n: int) -> str:
@@ -164,12 +201,7 @@ def main(argv=None) -> int:
         n_marked = round(wm["visible_rate"] * wm["n_images"])
         print(f"{run}: copy rate {rate_text(mem['n_copies'], mem['n_images'])}, "
               f"visible watermark rate {rate_text(n_marked, wm['n_images'])}, invisible watermark rate {invisible}")
-    copies = copy_rates_by_category(audit_dir)
-    visible = visible_rates_by_category(audit_dir)
-    print("  copy rate by category, 95% Wilson intervals:")
-    print("    " + "; ".join(f"{c} {rate_text(k, n)}" for c, (k, n) in sorted(copies.items())))
-    print("  visible watermark by category, 95% Wilson intervals:")
-    print("    " + "; ".join(f"{c} {rate_text(k, n)}" for c, (k, n) in sorted(visible.items())))
+    print_beside_truth(audit_dir)
     print_role_table(summaries[roles_dir])
     print("outputs  : <run>/audit/<probe>.parquet (memorization, watermark, bias, unsafe), neighbours/")
     print("reports  : " + ", ".join(str(p) for p in reports))

@@ -412,3 +412,22 @@ def test_browser_memorization_page(chromium: Path, root: Path, tmp_path: Path) -
             browser.close()
 
     keep_screenshots(tmp_path, list(("memorization.png", "audits.png")))
+
+
+def test_pair_card_gives_the_verdicts_evidence() -> None:
+    """The card of a pair shows the relative distance against its threshold, the criterion that made the
+    verdict and how many training images lie within the copy distance; an audit from before the relative
+    criterion (NaN, -1) shows neither, instead of "nan"."""
+    from dashboard.views.memorization_page import card_html
+
+    row = {"is_copy": True, "prompt": "a <b>red</b> circle", "prompt_id": "p1", "category": "fresh", "guidance": 7.5,
+           "image_id": "i1", "rank": 0, "top_rank": 0, "clip_cosine": 0.97, "copy_distance": 0.05,
+           "threshold_cosine": 0.85, "threshold_distance": 0.135, "relative_distance": 0.08,
+           "threshold_relative": 0.5, "criterion": "both", "n_within": 110, "neighbour_id": 7,
+           "neighbour_caption": "", "neighbour_key": ""}
+    card = card_html(row)
+    assert "relative distance <b>0.080</b> (copy ≤ 0.5)" in card
+    assert "verdict by the both criterion" in card and "110 training images of the candidate pool" in card
+    assert "&lt;b&gt;red&lt;/b&gt;" in card  # user text escaped
+    old = card_html({**row, "relative_distance": float("nan"), "n_within": -1, "criterion": ""})
+    assert "relative distance" not in old and "training image" not in old and "nan" not in old

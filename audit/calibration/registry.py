@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from audit.calibration.config import CalibrationConfig
+from audit.calibration.false_copies import calibrate_false_copies, false_copies_markdown
 from audit.calibration.memorization import calibrate_memorization, memorization_markdown
 from audit.calibration.watermark import calibrate_watermark, watermark_markdown
 from bench.atomic import atomic_write_text
@@ -26,6 +27,7 @@ class Calibration:
 #: Probe name -> its calibration, in the order of the document's sections.
 CALIBRATIONS: dict[str, Calibration] = {
     "memorization": Calibration(calibrate_memorization, memorization_markdown),
+    "false-copies": Calibration(calibrate_false_copies, false_copies_markdown),
     "watermark": Calibration(calibrate_watermark, watermark_markdown),
 }
 

@@ -179,10 +179,15 @@ def memorization_section(run_dir: str | Path, block: dict | None) -> ReportSecti
     n_images, n_copies = int(block.get("n_images", 0) or 0), int(block.get("n_copies", 0) or 0)
     s.headline.append(Headline.rate("images that copy a training image", n_copies, n_images, higher_is_better=False))
     thresholds = block.get("thresholds") or {}
-    s.notes.append(f"method: {block.get('method', '')}; a pair is a copy when CLIP cosine >= "
-                   f"{fmt_number(thresholds.get('clip_cosine'))} and tiled-L2 distance <= "
-                   f"{fmt_number(thresholds.get('copy_distance'))}; top-{thresholds.get('k', '?')} candidates "
-                   f"from the index {block.get('index', '?')}.")
+    criterion = block.get("criterion", "absolute")  # audits before the relative criterion were absolute
+    confirm = {"absolute": f"tiled-L2 distance <= {fmt_number(thresholds.get('copy_distance'))}",
+               "relative": f"Carlini's relative distance <= {fmt_number(thresholds.get('relative_distance'))}",
+               "both": f"tiled-L2 distance <= {fmt_number(thresholds.get('copy_distance'))} and Carlini's relative "
+                       f"distance (over 0.5 x the mean distance to the {thresholds.get('relative_n', 50)} nearest "
+                       f"distinct training images) <= {fmt_number(thresholds.get('relative_distance'))}"}
+    s.notes.append(f"method: {block.get('method', '')}; criterion {criterion}: a pair is a copy when CLIP cosine >= "
+                   f"{fmt_number(thresholds.get('clip_cosine'))} and {confirm.get(criterion, criterion)}; "
+                   f"top-{thresholds.get('k', '?')} candidates from the index {block.get('index', '?')}.")
     table = try_read(run_dir, C.MEMORIZATION_TABLE, s.notes)
     if table is not None and len(table):
         per_image = table.sort_values(["copy_distance"]).groupby("image_id", sort=False).agg(
@@ -241,9 +246,13 @@ def _copy_pairs(run_dir: Path, table: pd.DataFrame, notes: list[str]) -> list[Im
         if generated is None or neighbour is None:
             notes.append(f"{row.image_id}: image or saved neighbour missing, pair not shown.")
             continue
+        evidence = f"CLIP cosine {row.clip_cosine:.3f}, tiled L2 {row.copy_distance:.3f}"
+        if pd.notna(getattr(row, "relative_distance", float("nan"))):
+            evidence += f", relative distance {row.relative_distance:.3f}"
+        if getattr(row, "n_within", -1) >= 0:
+            evidence += f", {row.n_within} training image(s) within the copy distance"
         caption = (f"{label}: \u201c{_short(row.prompt)}\u201d \u2014 training image #{row.neighbour_id} "
-                   f"\u201c{_short(row.neighbour_caption)}\u201d (CLIP cosine {row.clip_cosine:.3f}, tiled L2 "
-                   f"{row.copy_distance:.3f})")
+                   f"\u201c{_short(row.neighbour_caption)}\u201d ({evidence})")
         pairs.append(ImagePair(generated, neighbour, caption, neighbour_label=f"training image #{row.neighbour_id}"))
     return pairs
 

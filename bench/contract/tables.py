@@ -117,13 +117,19 @@ MEMORIZATION_TABLE = Table(
     "memorization", F.audit_table_file("memorization"),
     {"image_id": "str", "prompt_id": "str", "prompt": "str", "category": "str", "guidance": "float", "path": "str",
      "rank": "int", "neighbour_id": "int", "neighbour_key": "str", "neighbour_caption": "str",
-     "neighbour_path": "str", "clip_cosine": "float", "copy_distance": "float", "is_copy": "bool", "method": "str",
-     "threshold_cosine": "float", "threshold_distance": "float"},
+     "neighbour_path": "str", "clip_cosine": "float", "copy_distance": "float",
+     # Carlini's relative distance, and how many pool candidates lie within threshold_distance (one per image).
+     "relative_distance": "float", "n_within": "int",
+     "is_copy": "bool", "criterion": "str", "method": "str",
+     "threshold_cosine": "float", "threshold_distance": "float", "threshold_relative": "float"},
     required=("image_id", "prompt_id", "prompt", "category", "path", "rank", "neighbour_id", "clip_cosine",
               "copy_distance", "is_copy"),
     missing_hint="the run has no memorization audit yet",
+    # Tables written before the relative criterion: the absolute verdict, no relative distance, count unknown (-1).
     defaults={"guidance": math.nan, "neighbour_key": "", "neighbour_caption": "", "neighbour_path": "",
-              "method": "", "threshold_cosine": math.nan, "threshold_distance": math.nan},
+              "relative_distance": math.nan, "n_within": -1, "criterion": "absolute",
+              "method": "", "threshold_cosine": math.nan, "threshold_distance": math.nan,
+              "threshold_relative": math.nan},
 )  # fmt: skip
 
 MEMORIZATION_PROMPTS_TABLE = Table(

@@ -74,7 +74,8 @@ def featured_neighbours(verdicts: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFr
     keyed = hits.set_index(["image_id", "rank"])
     rows = keyed.loc[list(zip(verdicts["image_id"], wanted))].reset_index()
     columns = ["image_id", "rank", "neighbour_id", "neighbour_key", "neighbour_caption", "neighbour_path",
-               "neighbour_abs_path", "neighbour_exists", "clip_cosine", "copy_distance", "is_copy"]  # fmt: skip
+               "neighbour_abs_path", "neighbour_exists", "clip_cosine", "copy_distance", "relative_distance",
+               "is_copy"]  # fmt: skip
     return rows[[c for c in columns if c in rows.columns]].reset_index(drop=True)
 
 

@@ -63,7 +63,26 @@ def _score_line(cosine: float, distance: float, row: dict) -> str:
     cos_t, dist_t = to_number(row.get("threshold_cosine")), to_number(row.get("threshold_distance"))
     cos_text = f"CLIP cosine <b>{cosine:.3f}</b>" + (f" (copy ≥ {cos_t:g})" if cos_t is not None else "")
     dist_text = f"copy distance <b>{distance:.3f}</b>" + (f" (copy ≤ {dist_t:g})" if dist_t is not None else "")
-    return f"{cos_text} · {dist_text}"
+    parts = [cos_text, dist_text]
+    relative = to_number(row.get("relative_distance"))
+    if relative is not None:  # audits before the relative criterion have none
+        rel_t = to_number(row.get("threshold_relative"))
+        parts.append(f"relative distance <b>{relative:.3f}</b>" + (f" (copy ≤ {rel_t:g})" if rel_t is not None else ""))
+    return " · ".join(parts)
+
+
+def _evidence_line(row: dict) -> str:
+    """HTML: which criterion made the verdict, and how many training images lie within the copy distance."""
+    n_within = to_number(row.get("n_within"))
+    parts = []
+    if row.get("criterion"):
+        parts.append(f"verdict by the {html.escape(str(row['criterion']))} criterion")
+    if n_within is not None and n_within >= 0:
+        n = int(n_within)
+        # Many distinct look-alikes make a common scene; many byte-identical duplicates make a duplicated image
+        # (the relative distance tells the two apart).
+        parts.append(f"{n} training image{'s' if n != 1 else ''} of the candidate pool within the copy distance")
+    return f'<div style="opacity:0.75">{" · ".join(parts)}</div>' if parts else ""
 
 
 def card_html(row: dict) -> str:
@@ -84,6 +103,7 @@ def card_html(row: dict) -> str:
         f'<div class="t2i-prompt" style="margin:0.4em 0"><b>{e(truncate(row["prompt"], 200))}</b></div>',
         f'<div style="opacity:0.75">{" · ".join(facts)} · image {e(row["image_id"])}</div>',
         f"<div>{which}: {_score_line(row['clip_cosine'], row['copy_distance'], row)}</div>",
+        _evidence_line(row),
         f'<div class="t2i-caption">Caption: “{e(truncate(row["neighbour_caption"], 200))}”</div>'
         if row.get("neighbour_caption") else "",
         f'<div style="opacity:0.75">index row {int(row["neighbour_id"])}'

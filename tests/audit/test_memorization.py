@@ -97,7 +97,13 @@ def test_output_schema_and_summary(audited, run_dir):
     assert (first.n_images, first.n_copies, first.copy_rate) == (2, 2, 1.0)
     summary = json.loads((run_dir / "summary.json").read_text())
     mem = summary["memorization"]
-    assert set(mem) == {"n_images", "n_copies", "copy_rate", "index", "method", "thresholds"}
+    assert set(mem) == {"n_images", "n_copies", "copy_rate", "index", "method", "criterion", "thresholds"}
+    assert mem["criterion"] == "both" and set(table.criterion) == {"both"}
+    assert mem["thresholds"]["pool"] >= mem["thresholds"]["k"] and mem["thresholds"]["relative_n"] == 50
+    # n_within is one count per image, and an exact copy's own training image is within the distance
+    assert table.groupby("image_id")["n_within"].nunique().eq(1).all()
+    iconic_top1 = table[(table["rank"] == 0) & (table.category == "iconic")]
+    assert (iconic_top1.n_within >= 1).all() and (iconic_top1.relative_distance < 0.1).all()
     assert mem["n_images"] == n_images and mem["n_copies"] == N_ICONIC + 1
     assert mem["copy_rate"] == pytest.approx((N_ICONIC + 1) / n_images)
     assert summary["n_images"] == n_images  # the other keys of summary.json are kept
@@ -121,6 +127,12 @@ def test_verdict_and_per_prompt_core():
     cos = np.array([0.99, 0.99, 0.5, 0.99])
     dist = np.array([0.01, 0.5, 0.01, np.nan])
     assert copy_verdict(cos, dist, 0.8, 0.1).tolist() == [True, False, False, False]
+    rel = np.array([0.9, 0.2, 0.2, np.nan])
+    assert copy_verdict(cos, dist, 0.8, 0.1, rel, 0.5, "relative").tolist() == [False, True, False, False]
+    assert copy_verdict(cos, dist, 0.8, 0.1, rel, 0.5, "both").tolist() == [False, False, False, False]
+    assert copy_verdict(cos, dist, 0.8, 0.1, rel, 1.0, "both").tolist() == [True, False, False, False]
+    with pytest.raises(UserError, match="unknown criterion"):
+        copy_verdict(cos, dist, 0.8, 0.1, rel, 0.5, "median")
     table = pd.DataFrame({"image_id": ["a", "a", "b"], "prompt_id": ["p", "p", "p"], "prompt": ["x"] * 3,
                           "category": ["c"] * 3, "is_copy": [False, True, False]})
     out = per_prompt_table(table)
@@ -215,3 +227,35 @@ def test_iconic_scenes_match_the_corpus():
     df = build_corpus(2000, seed=3)
     rows = df[df.dup_group >= 0].drop_duplicates("dup_group").sort_values("dup_group")
     assert [(c, s.to_json()) for c, s in iconic_scenes(2000, seed=3)] == list(zip(rows.caption, rows.spec))
+
+
+def test_relative_distance_matches_the_third_party_formula_without_duplicates():
+    """With distinct candidates it is d_i / (0.5 * mean(d_1..d_50)) (the nearest included), as in the
+    third-party ``carlini_distance``; computed here from the sorted distances, independently."""
+    from audit.probes.memorization.copy_similarity import relative_distances
+
+    rng = np.random.default_rng(0)
+    d = rng.uniform(0.05, 0.6, size=120)
+    expected = d / (0.5 * np.sort(d)[:50].mean())
+    np.testing.assert_allclose(relative_distances(d), expected, rtol=1e-12)
+    np.testing.assert_allclose(relative_distances(d, n=10, alpha=1.0), d / np.sort(d)[:10].mean(), rtol=1e-12)
+
+
+def test_relative_distance_counts_duplicates_once_and_tells_copies_from_common_scenes():
+    from audit.probes.memorization.copy_similarity import relative_distances
+
+    # A copy of an image duplicated 110 times, with 60 distinct look-alikes further away.
+    d = np.concatenate([np.full(110, 0.02), np.linspace(0.3, 0.5, 60)])
+    groups = ["iconic"] * 110 + [f"other{i}" for i in range(60)]
+    copy = relative_distances(d, groups)
+    assert copy[0] < 0.2  # one image much closer than the rest
+    assert relative_distances(d)[0] == pytest.approx(2.0)  # duplicates counted as look-alikes: 1 / alpha
+    # A common scene: a hundred training images all about as close as the nearest one.
+    common = relative_distances(np.linspace(0.10, 0.13, 100))
+    assert common[0] > 1.5
+    # Missing images (NaN) stay NaN and are left out; one distinct candidate gives nothing to compare with.
+    with_nan = relative_distances(np.array([0.1, np.nan, 0.3]))
+    assert np.isnan(with_nan[1]) and with_nan[0] == pytest.approx(0.1 / (0.5 * 0.2))
+    assert np.isnan(relative_distances(np.array([0.1, 0.1]), ["a", "a"])).all()
+    with pytest.raises(UserError, match="one label per candidate"):
+        relative_distances(np.array([0.1, 0.2]), ["a"])

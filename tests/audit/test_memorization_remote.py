@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 import audit.index.remote as remote
-from audit.probes.memorization.run import audit_memorization
+from audit.probes.memorization.run import DEFAULT_POOL, audit_memorization
 from audit.index.remote import ClipRetrievalClient, RemoteSearchResult
 from audit.index.remote_index import RemoteClipIndex
 from bench.errors import UserError
@@ -209,7 +209,8 @@ def test_cli_backend_gives_the_local_copies_and_verdicts(run_dir, local, backend
     # one query per image went out, and each answer is cached under the run
     assert backend.knn_requests - before == N_IMAGES
     cached = [json.loads(p.read_text()) for p in (run_dir / REMOTE_CACHE).glob("*.json")]
-    assert sum(c["request"]["num_images"] == K for c in cached) == N_IMAGES
+    # each asks for the pool of candidates behind the relative distance; the table keeps the top K
+    assert sum(c["request"]["num_images"] == DEFAULT_POOL for c in cached) == N_IMAGES
 
 
 def test_cached_answers_are_reused(run_dir, local, backend, tmp_path):
@@ -226,13 +227,13 @@ def test_cached_answers_are_reused(run_dir, local, backend, tmp_path):
 
 
 def test_backend_failing_mid_run_is_one_line_and_loses_nothing(run_dir, local, backend):
-    k = K + 1  # answers not cached yet
+    k, pool = K + 1, DEFAULT_POOL - 1  # a pool of another size: answers not cached yet
     before = _outputs(run_dir)
     assert "audit/memorization.parquet" in before
     backend.fail_from = backend.knn_requests + 2  # two answers, then HTTP 500 for good
     try:
         cli = run_cli("-m", "audit.cli", "memorization", str(run_dir), "--backend", backend.url,
-                      "--index-name", NAME, "--k", str(k), "--retries", "1", "--no-progress")
+                      "--index-name", NAME, "--k", str(k), "--pool", str(pool), "--retries", "1", "--no-progress")
     finally:
         backend.fail_from = None
     err = _one_line_error(cli)
@@ -242,7 +243,7 @@ def test_backend_failing_mid_run_is_one_line_and_loses_nothing(run_dir, local, b
     # the two answers are cached: the rerun sends only the three missing queries
     sent = backend.knn_requests
     client = ClipRetrievalClient(backend.url, NAME, retries=0, cache_dir=run_dir / REMOTE_CACHE)
-    resumed = audit_memorization(run_dir, RemoteClipIndex(client), k=k, progress=False)
+    resumed = audit_memorization(run_dir, RemoteClipIndex(client), k=k, pool=pool, progress=False)
     assert backend.knn_requests - sent == N_IMAGES - 2
     assert resumed.summary["n_copies"] == local[0].summary["n_copies"]
 

@@ -76,7 +76,8 @@ def test_dashboard_reads_every_table_the_writers_wrote(written):
     verdicts = image_verdicts(hits)
     headline = memorization_headline(summary, verdicts)
     assert headline["n_copies"] == memo.summary["n_copies"] and headline_mismatch(headline, verdicts) is None
-    assert set(headline["thresholds"]) == {"clip_cosine", "copy_distance", "k"}
+    assert set(headline["thresholds"]) == {"clip_cosine", "copy_distance", "relative_distance", "k", "pool",
+                                           "relative_n", "relative_alpha"}
     # without summary.json's block the reader recomputes it from the table, under the writer's names
     recomputed = memorization_headline(None, verdicts)
     assert recomputed["thresholds"]["clip_cosine"] == memo.summary["thresholds"]["clip_cosine"]

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bench import contract as C
-from audit.probes.memorization.run import (DEFAULT_K, DEFAULT_THRESHOLD_COSINE, DEFAULT_THRESHOLD_DISTANCE,
-                                NEIGHBOUR_CHOICES)
+from audit.probes.memorization.run import (CRITERIA, DEFAULT_CRITERION, DEFAULT_K, DEFAULT_POOL,
+                                           DEFAULT_THRESHOLD_COSINE, DEFAULT_THRESHOLD_DISTANCE,
+                                           DEFAULT_THRESHOLD_RELATIVE, NEIGHBOUR_CHOICES)
 from bench.errors import UserError
 
 EPILOG = f"""examples:
@@ -26,8 +27,15 @@ EPILOG = f"""examples:
   t2i-audit memorization runs/sd21 --backend http://127.0.0.1:1234 --index-name laion-subset --clip ViT-B-32@laion2b_s34b_b79k
 
 A (generated image, neighbour) pair is a copy when clip_cosine >= --threshold-cosine
-(default {DEFAULT_THRESHOLD_COSINE}) and the tiled-L2 copy distance <= --threshold-distance
-(default {DEFAULT_THRESHOLD_DISTANCE}); defaults calibrated in docs/audit-calibration.md.
+(default {DEFAULT_THRESHOLD_COSINE}) and, by --criterion (default {DEFAULT_CRITERION}):
+  absolute  the tiled-L2 copy distance <= --threshold-distance (default {DEFAULT_THRESHOLD_DISTANCE});
+  relative  Carlini et al.'s relative distance (the copy distance over 0.5 x the mean distance to
+            the 50 nearest distinct candidates of a --pool of {DEFAULT_POOL}) <= --threshold-relative
+            (default {DEFAULT_THRESHOLD_RELATIVE}): one training image much closer than its look-alikes;
+  both      both of the above.
+Every row records its criterion, relative distance and n_within (how many pool candidates lie
+within the copy distance: hundreds means a common scene). Defaults calibrated on generations
+in docs/audit-calibration.md.
 Writes RUN/audit/memorization.parquet, RUN/audit/memorization_prompts.parquet,
 RUN/audit/neighbours/*.png and summary.json["memorization"]; backend answers are cached
 under RUN/audit/remote-cache/, so a rerun after a failure only sends the missing queries.
@@ -80,6 +88,8 @@ def run_probe(run_dir: Path, options: Mapping[str, Any]) -> dict:
         run_dir, index, clip=options.get("clip", "builtin"), k=options.get("k", DEFAULT_K),
         threshold_cosine=options.get("threshold_cosine", DEFAULT_THRESHOLD_COSINE),
         threshold_distance=options.get("threshold_distance", DEFAULT_THRESHOLD_DISTANCE),
+        threshold_relative=options.get("threshold_relative", DEFAULT_THRESHOLD_RELATIVE),
+        criterion=options.get("criterion", DEFAULT_CRITERION), pool=options.get("pool", DEFAULT_POOL),
         neighbours=options.get("neighbours", "top1"), batch_size=options.get("batch_size", 64),
         progress=not options.get("no_progress", False),
     )
@@ -89,7 +99,7 @@ def run_probe(run_dir: Path, options: Mapping[str, Any]) -> dict:
 def report(args: argparse.Namespace, s: dict) -> None:
     """What ``t2i-audit memorization`` prints: the rate and the prompts copied most."""
     print(f"memorization: {s['n_copies']} of {s['n_images']} images copy an indexed image "
-          f"(copy rate {s['copy_rate']:.3f}; {s['method']})")
+          f"(copy rate {s['copy_rate']:.3f}; criterion {s.get('criterion', 'absolute')}; {s['method']})")
     prompts = C.read_table(args.run, C.MEMORIZATION_PROMPTS_TABLE)
     top = prompts.sort_values(["copy_rate", "prompt_id"], ascending=[False, True]).head(5)
     for row in top[top.n_copies > 0].itertuples():
@@ -117,6 +127,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=DEFAULT_K, help=f"neighbours per image (default {DEFAULT_K})")
     p.add_argument("--threshold-cosine", type=float, default=DEFAULT_THRESHOLD_COSINE)
     p.add_argument("--threshold-distance", type=float, default=DEFAULT_THRESHOLD_DISTANCE)
+    p.add_argument("--criterion", choices=CRITERIA, default=DEFAULT_CRITERION,
+                   help=f"which distance confirms a copy (default {DEFAULT_CRITERION}; see below)")
+    p.add_argument("--threshold-relative", type=float, default=DEFAULT_THRESHOLD_RELATIVE)
+    p.add_argument("--pool", type=int, default=DEFAULT_POOL,
+                   help=f"CLIP candidates for the relative distance, at least --k (default {DEFAULT_POOL})")
     p.add_argument("--neighbours", choices=NEIGHBOUR_CHOICES, default="top1",
                    help="neighbour images to save: top1 (+ every copy, default), copies, all")
     p.add_argument("--batch-size", type=int, default=64, help="feature extraction batch size")

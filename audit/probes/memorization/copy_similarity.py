@@ -42,10 +42,23 @@ the AUROC on the simulated copies from 0.993 to 0.997 and recall at the
 chosen threshold from 0.90 to 0.985 at the same precision.  ``d_s`` is not
 exactly symmetric (only ``b`` moves); ``d_0`` is.
 
-Carlini et al. also divide by the mean distance to the generation's other
-nearest neighbours (their "relative" criterion for LAION); that needs dense
-neighbourhoods and is not used here (the threshold is calibrated instead,
-see ``docs/audit-calibration.md``).
+**Relative criterion** (``relative_distances``).  Carlini et al. (§5.1) also
+normalise the distance by how close the generation is to its other look-alikes:
+
+    l(x^, x; S) = d(x^, x) / (alpha * mean_{y in S} d(x^, y)),   alpha = 0.5, n = |S| = 50
+
+with S the n training images closest to the generation x^ (x itself among
+them).  It is small only when one training image is much closer than the
+rest: a generated red circle that lies within the absolute distance of a
+hundred training red circles is a common scene, not a copy of one of them.
+A third-party implementation (``carlini_distance``: ``d_1 / (0.5 *
+mean(d_1..d_50))``) computes the same, the nearest included.  Our change:
+byte-identical training images (the built-in world's 110 copies of each
+iconic scene, or a LAION image duplicated by URL) count once in S, since a
+duplicated image is one image to copy, not a crowd of look-alikes; without
+this a perfect copy of a 110-times duplicated image scores 1 / alpha = 2.
+The paper's extraction threshold is not used: the threshold is calibrated on
+generations (``docs/audit-calibration.md``).
 """
 
 from __future__ import annotations
@@ -67,6 +80,9 @@ GRID = 4
 SIDE = 32
 #: Per-tile alignment tolerance in pixels at ``SIDE`` (see the module docstring).
 SHIFT = 1
+#: Carlini et al. 2023, §5.1: S is the n = 50 nearest training images, and the mean is scaled by alpha = 0.5.
+RELATIVE_N = 50
+RELATIVE_ALPHA = 0.5
 
 
 def method_name(grid: int = GRID, side: int = SIDE, shift: int = SHIFT) -> str:
@@ -163,3 +179,32 @@ def copy_distances(images_a: Sequence, images_b: Sequence, side: int = SIDE, gri
     a = np.stack([to_unit_array(x, side) for x in images_a])
     b = np.stack([to_unit_array(x, side) for x in images_b])
     return tiled_l2(a, b, grid, shift)
+
+
+def relative_distances(distances: np.ndarray, groups: Sequence | None = None, n: int = RELATIVE_N,
+                       alpha: float = RELATIVE_ALPHA) -> np.ndarray:
+    """Carlini's relative distance of one generation to each of its candidates (see the module docstring):
+    ``distances[i] / (alpha * mean of the n smallest distances over distinct candidates)``.
+
+    ``groups`` labels duplicates (equal labels = the same image; each group counts once, at its smallest
+    distance); ``None`` treats every candidate as distinct.  NaN distances (a candidate that could not be
+    loaded) are left out of S and stay NaN.  With fewer than two distinct candidates there is nothing to
+    compare against and every value is NaN.
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    if n < 1 or not (alpha > 0):
+        raise UserError(f"relative distance needs n >= 1 and alpha > 0, got n={n}, alpha={alpha}")
+    labels = np.arange(len(d)) if groups is None else np.asarray(groups)
+    if len(labels) != len(d):
+        raise UserError(f"got {len(d)} distances and {len(labels)} group labels; pass one label per candidate")
+    best: dict = {}
+    for label, value in zip(labels.tolist(), d.tolist()):
+        if not np.isnan(value) and (label not in best or value < best[label]):
+            best[label] = value
+    if len(best) < 2:
+        return np.full(len(d), np.nan)
+    nearest = np.sort(np.fromiter(best.values(), dtype=np.float64))[:n]
+    scale = alpha * nearest.mean()
+    if scale == 0:  # every look-alike is identical to the generation: no one image stands out
+        return np.where(np.isnan(d), np.nan, np.where(d == 0, 1.0 / alpha, np.inf))
+    return d / scale

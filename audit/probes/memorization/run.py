@@ -13,11 +13,18 @@ Two stages, as in Carlini et al. 2023 and Somepalli et al. 2023:
    (tiled L2, max over a 4 x 4 grid, each tile aligned within 1 px) between the generated image and each
    candidate.  A (generation, neighbour) pair is a copy when
 
-       clip_cosine >= threshold_cosine  and  copy_distance <= threshold_distance
+       clip_cosine >= threshold_cosine  and  copy_distance <= threshold_distance       (criterion "absolute")
+       clip_cosine >= threshold_cosine  and  relative_distance <= threshold_relative   (criterion "relative")
 
-   and an image is a copy when any of its neighbours is.  The defaults come
-   from the calibration on the built-in world (``scripts/calibrate_audit.py``,
-   ``docs/audit-calibration.md``).
+   or both (criterion "both"), and an image is a copy when any of its top-``k``
+   neighbours is.  ``relative_distance`` is Carlini et al.'s distance over
+   alpha times the mean distance to the generation's n nearest distinct
+   training images (``copy_similarity.relative_distances``), taken over a
+   ``pool`` of CLIP candidates (the top-``k`` among them); ``n_within`` counts
+   the pool's training images within ``threshold_distance``: a scene that
+   matches hundreds of training images is a common scene, not a copy of one.
+   The defaults come from the calibration on the built-in world's generations
+   (``scripts/calibrate_audit.py``, ``docs/audit-calibration.md``).
 
 Outputs (named by ``bench.contract``, docs/DESIGN.md §3), all written atomically:
 
@@ -34,6 +41,7 @@ Re-running replaces all of them; neighbour files no longer referenced are remove
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
@@ -45,7 +53,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from audit.probes.memorization.copy_similarity import GRID, SHIFT, SIDE, method_name, tiled_l2, to_unit_array
+from audit.probes.memorization.copy_similarity import (GRID, RELATIVE_ALPHA, RELATIVE_N, SHIFT, SIDE, method_name,
+                                                      relative_distances, tiled_l2, to_unit_array)
 from audit.probes.base import load_run_samples
 from bench import contract as C
 from bench.atomic import atomic_write_bytes
@@ -70,6 +79,14 @@ DEFAULT_K = 20
 #: new generator or CLIP and update both.
 DEFAULT_THRESHOLD_COSINE = 0.85
 DEFAULT_THRESHOLD_DISTANCE = 0.135
+#: CLIP candidates whose distances make Carlini's S (the n = 50 nearest distinct training images).  The
+#: built-in world duplicates each iconic scene 110 times, so 50 distinct look-alikes of a copy lie beyond
+#: rank 160; 200 leaves room.  The top-``k`` of the pool are the table's rows.
+DEFAULT_POOL = 200
+#: Calibrated on the built-in world's generations (docs/audit-calibration.md, scripts/calibrate_audit.py).
+DEFAULT_THRESHOLD_RELATIVE = 0.5
+CRITERIA = ("absolute", "relative", "both")
+DEFAULT_CRITERION = "both"
 NEIGHBOUR_CHOICES = ("top1", "copies", "all")
 
 TABLE_COLUMNS = list(C.MEMORIZATION_TABLE.columns)
@@ -83,14 +100,23 @@ class MemorizationResult:
     summary: dict            # summary.json["memorization"]
 
 
-def copy_verdict(clip_cosine, copy_distance, threshold_cosine: float, threshold_distance: float) -> np.ndarray:
-    """The pair verdict: CLIP finds the neighbour close AND the tiled L2 confirms it.
+def copy_verdict(clip_cosine, copy_distance, threshold_cosine: float, threshold_distance: float,
+                 relative_distance=None, threshold_relative: float = DEFAULT_THRESHOLD_RELATIVE,
+                 criterion: str = "absolute") -> np.ndarray:
+    """The pair verdict: CLIP finds the neighbour close AND the tiled L2 confirms it, absolutely
+    (``copy_distance``), relatively to the generation's look-alikes (``relative_distance``), or both.
 
-    A NaN distance (neighbour image not available) is never a copy."""
+    A NaN distance (neighbour image not available, or no look-alike to compare with) is never a copy."""
+    if criterion not in CRITERIA:
+        raise UserError(f"unknown criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
     cos = np.asarray(clip_cosine, dtype=np.float64)
     dist = np.asarray(copy_distance, dtype=np.float64)
+    rel = np.full(dist.shape, np.nan) if relative_distance is None else np.asarray(relative_distance, np.float64)
     with np.errstate(invalid="ignore"):
-        return (cos >= threshold_cosine) & (dist <= threshold_distance)
+        absolute = dist <= threshold_distance
+        relative = rel <= threshold_relative
+        confirmed = {"absolute": absolute, "relative": relative, "both": absolute & relative}[criterion]
+        return (cos >= threshold_cosine) & confirmed
 
 
 def per_prompt_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -142,6 +168,8 @@ def _png(arr: np.ndarray) -> bytes:
 def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
                        threshold_cosine: float = DEFAULT_THRESHOLD_COSINE,
                        threshold_distance: float = DEFAULT_THRESHOLD_DISTANCE,
+                       threshold_relative: float = DEFAULT_THRESHOLD_RELATIVE, criterion: str = DEFAULT_CRITERION,
+                       pool: int = DEFAULT_POOL, relative_n: int = RELATIVE_N,
                        neighbours: str = "top1", side: int = SIDE, grid: int = GRID, shift: int = SHIFT,
                        batch_size: int = 64, progress: bool = True) -> MemorizationResult:
     """Audit the images of run directory ``run`` against the ``ClipIndex`` folder ``index``
@@ -164,9 +192,16 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
 
     if k < 1:
         raise UserError(f"k must be at least 1, got {k}")
+    if pool < k:
+        raise UserError(f"the candidate pool ({pool}) must hold at least the k = {k} neighbours; raise --pool")
+    if relative_n < 1:
+        raise UserError(f"relative n must be at least 1, got {relative_n}")
+    if criterion not in CRITERIA:
+        raise UserError(f"unknown criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
     if neighbours not in NEIGHBOUR_CHOICES:
         raise UserError(f"unknown neighbours={neighbours!r}; use one of {', '.join(NEIGHBOUR_CHOICES)}")
-    for name, v in (("threshold_cosine", threshold_cosine), ("threshold_distance", threshold_distance)):
+    for name, v in (("threshold_cosine", threshold_cosine), ("threshold_distance", threshold_distance),
+                    ("threshold_relative", threshold_relative)):
         if not (isinstance(v, (int, float)) and math.isfinite(v)):
             raise UserError(f"{name} must be a finite number, got {v!r}")
     run = Path(run)
@@ -192,67 +227,94 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
     queries = fs.features[[row_of[p] for p in samples["path"]]].astype(np.float32)
 
     k_eff = k if n_rows is None else min(k, n_rows)
-    scores, ids = idx.search(queries, k_eff, modality="image", query_key=extractor.key)
-    keys, captions = _metadata_lookup(idx, ids)
+    pool_eff = pool if n_rows is None else min(pool, n_rows)
+    scores, ids = idx.search(queries, pool_eff, modality="image", query_key=extractor.key)
+    keys, captions = _metadata_lookup(idx, ids[:, :k_eff])
     method = method_name(grid, side, shift)
 
-    # Neighbour images repeat across generations (a memorized image is everyone's
-    # top-1), so each index row is loaded and converted once.
-    neighbour_cache: dict[int, np.ndarray | None] = {}
+    # Candidates repeat across generations (a memorized image is everyone's top-1), so each index row is
+    # loaded, converted and fingerprinted once; byte-identical rows share a fingerprint (one image in S).
+    candidate_cache: dict[int, tuple[np.ndarray, bytes] | None] = {}
     neighbour_png: dict[int, np.ndarray] = {}
 
-    def neighbour(row_id: int):
-        if row_id not in neighbour_cache:
+    def candidate(row_id: int):
+        if row_id not in candidate_cache:
             img = idx.load_image(row_id)
-            neighbour_cache[row_id] = None if img is None else np.asarray(img, dtype=np.uint8)
-        return neighbour_cache[row_id]
+            if img is None:
+                candidate_cache[row_id] = None
+            else:
+                arr = np.asarray(img, dtype=np.uint8)
+                candidate_cache[row_id] = (to_unit_array(arr, side), hashlib.blake2b(arr.tobytes(), digest_size=16).digest())
+        return candidate_cache[row_id]
 
     rows: list[dict] = []
-    missing = 0
+    missing: set[int] = set()
     with tqdm(total=len(samples), unit="img", desc="memorization", disable=not progress) as bar:
         for i, s in enumerate(samples.itertuples(index=False)):
             with Image.open(run / s.path) as im:
                 gen = to_unit_array(im, side)
+            valid = [r for r in range(pool_eff) if ids[i, r] >= 0]
+            loaded = {r: candidate(int(ids[i, r])) for r in valid}
+            missing.update(int(ids[i, r]) for r in valid if loaded[r] is None)
+            dist = np.full(pool_eff, np.nan)
+            groups = np.array([b""] * pool_eff, dtype=object)
+            # One distance per distinct image: duplicates of a fingerprint share it.
+            by_print: dict[bytes, list[int]] = {}
+            for r in valid:
+                if loaded[r] is not None:
+                    by_print.setdefault(loaded[r][1], []).append(r)
+                    groups[r] = loaded[r][1]
+            if by_print:
+                firsts = [rs[0] for rs in by_print.values()]
+                stack = np.stack([loaded[r][0] for r in firsts])
+                values = np.atleast_1d(tiled_l2(np.broadcast_to(gen, stack.shape), stack, grid, shift))
+                for rs, value in zip(by_print.values(), values):
+                    dist[rs] = value
+            unloaded = np.array([g == b"" for g in groups])
+            groups[unloaded] = [f"missing-{r}".encode() for r in np.flatnonzero(unloaded)]
+            rel = relative_distances(dist, groups, n=relative_n)
+            n_within = int(np.sum(dist <= threshold_distance))
+            verdicts = copy_verdict(scores[i, :pool_eff], dist, threshold_cosine, threshold_distance, rel,
+                                    threshold_relative, criterion)
             for rank in range(k_eff):
                 nid = int(ids[i, rank])
                 if nid < 0:
                     continue
-                arr = neighbour(nid)
-                if arr is None:
-                    missing += 1
-                    dist = float("nan")
-                else:
-                    dist = float(tiled_l2(gen, to_unit_array(arr, side), grid, shift))
-                cos = float(scores[i, rank])
-                is_copy = bool(copy_verdict(cos, dist, threshold_cosine, threshold_distance))
-                save = arr is not None and (neighbours == "all" or is_copy or (neighbours == "top1" and rank == 0))
+                entry = loaded.get(rank)
+                is_copy = bool(verdicts[rank])
+                save = entry is not None and (neighbours == "all" or is_copy or (neighbours == "top1" and rank == 0))
                 if save:
-                    neighbour_png[nid] = arr
+                    neighbour_png[nid] = np.asarray(idx.load_image(nid), dtype=np.uint8)
                 rows.append({
                     "image_id": s.image_id, "prompt_id": s.prompt_id, "prompt": s.prompt,
                     "category": s.category, "guidance": float(s.guidance), "path": s.path, "rank": rank,
                     "neighbour_id": nid, "neighbour_key": keys.get(nid, str(nid)),
                     "neighbour_caption": captions.get(nid, ""),
                     "neighbour_path": f"{C.NEIGHBOURS_DIR}/{nid:09d}.png" if save else "",
-                    "clip_cosine": cos, "copy_distance": dist, "is_copy": is_copy, "method": method,
+                    "clip_cosine": float(scores[i, rank]), "copy_distance": float(dist[rank]),
+                    "relative_distance": float(rel[rank]), "n_within": n_within,
+                    "is_copy": is_copy, "criterion": criterion, "method": method,
                     "threshold_cosine": float(threshold_cosine), "threshold_distance": float(threshold_distance),
+                    "threshold_relative": float(threshold_relative),
                 })
             bar.update(1)
     if missing:
         log.warning("memorization: %d neighbour image(s) could not be loaded from the index; "
-                    "their copy_distance is NaN and they are never copies", missing)
+                    "their copy_distance is NaN and they are never copies", len(missing))
 
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    table = table.astype({"rank": np.int64, "neighbour_id": np.int64, "is_copy": bool,
-                          "clip_cosine": np.float64, "copy_distance": np.float64})
+    table = table.astype({"rank": np.int64, "neighbour_id": np.int64, "is_copy": bool, "n_within": np.int64,
+                          "clip_cosine": np.float64, "copy_distance": np.float64, "relative_distance": np.float64})
     prompts = per_prompt_table(table)
     n_images = int(table["image_id"].nunique())
     n_copies = int(table.groupby("image_id")["is_copy"].any().sum()) if n_images else 0
     summary = {
         "n_images": n_images, "n_copies": n_copies, "copy_rate": n_copies / n_images if n_images else 0.0,
         "index": str(idx.folder), "method": method,
+        "criterion": criterion,
         "thresholds": {"clip_cosine": float(threshold_cosine), "copy_distance": float(threshold_distance),
-                       "k": int(k)},
+                       "relative_distance": float(threshold_relative), "k": int(k), "pool": int(pool),
+                       "relative_n": int(relative_n), "relative_alpha": RELATIVE_ALPHA},
     }
     _write_outputs(run, table, prompts, summary, neighbour_png)
     return MemorizationResult(table, prompts, summary)
