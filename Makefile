@@ -57,6 +57,7 @@ demo: $(STAMP)
 # for the measured wall time on 2 CPU cores.
 builtin-models: $(STAMP)
 	$(BIN)/python scripts/train_builtin_generator.py
+	$(BIN)/python scripts/train_memorized_lora.py
 	$(BIN)/python scripts/train_evaluator_clip.py
 	$(BIN)/python scripts/make_model_card.py
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from audit.calibration.config import SPLIT_SEEDS, CalibrationConfig
+from bench.errors import UserError
 
 #: The negative categories: (prompt set, category).  None of them is a training image's caption.
 NEGATIVES = (("shapes-audit", "fresh"), ("shapes-audit", "stock_cue"), ("shapes-audit", "no_cue"),
@@ -46,6 +47,9 @@ CHOICE_RATE = TARGET_FALSE_COPY_RATE / 2
 #: Relative thresholds tried; Carlini et al.'s own extraction threshold is not used (see copy_similarity).
 RELATIVE_GRID = np.round(np.arange(0.05, 1.001, 0.05), 2)
 VERDICTS = ("absolute", "relative", "both")
+#: The positive control: a model known to copy (scripts/train_memorized_lora.py).  Its iconic and fresh
+#: generations give recall and precision on images a memorizing generator really makes.
+MEMORIZING_MODEL = "builtin:shapes-ldm-memorized"
 
 
 def samples_for(n_prompts: int) -> int:
@@ -112,6 +116,21 @@ def choose_relative(negatives: dict, cosine: float, distance: float, verdict: st
     return best
 
 
+def tradeoff(negatives: dict, positives, verdict: str = "both", cosine: float = 0.85,
+             distance: float = 0.135) -> list[dict]:
+    """Per ``RELATIVE_GRID`` value: recall and precision on ``positives`` and the worst negative category."""
+    truth = positives["truth"].to_numpy(dtype=bool)
+    out = []
+    for r in RELATIVE_GRID:
+        hits = flagged(positives, verdict, cosine, distance, float(r))
+        rates = {c: float(flagged(n, verdict, cosine, distance, float(r)).mean()) for c, n in negatives.items()}
+        worst = max(rates, key=rates.get)
+        out.append({"relative": float(r), "recall": float((hits & truth).sum() / max(1, truth.sum())),
+                    "precision": float((hits & truth).sum() / max(1, hits.sum())),
+                    "worst_false_copy_rate": rates[worst], "worst_category": worst})
+    return out
+
+
 def _generate(run: Path, model: str, prompt_set: str, category: str, samples: int, seed: int, gen, progress: bool):
     from bench.generate import generate
     from bench.runspec import RunSpec
@@ -130,7 +149,16 @@ def calibrate_false_copies(config: CalibrationConfig) -> dict:
     from bench.prompts import load_prompt_set
     from PIL import Image
 
+    import pandas as pd
+
+    from bench.models.loader import resolve_model
+
     paths, gen, settings, progress = config.paths, config.generator, config.memorization, config.progress
+    try:
+        resolve_model(MEMORIZING_MODEL)
+        memorizing = True
+    except UserError:  # not trained here: the recall on a memorizing model is left out, and says so
+        memorizing = False
     index = open_or_build_index(settings.index, settings.index_source, paths.out, progress)
     tag = f"{run_tag(gen)}-{Path(index.folder).name}"
     root = paths.out / "runs" / f"false-copies-{tag}"
@@ -161,6 +189,18 @@ def calibrate_false_copies(config: CalibrationConfig) -> dict:
         simulated = audited(sim_run)
         simulated["truth"] = simulated.image_id.map(kinds).str.split(":").str[0].isin(COPY_BEHAVIOURS)
         splits[split] = {"negatives": negatives, "generated": generated, "simulated": simulated}
+        if memorizing:
+            # The memorizing model's iconic images (detector truth) and its fresh images (never copies).
+            parts = []
+            for category, samples in (("iconic", gen.samples), ("fresh", samples_for(48))):
+                run = root / split / f"memorizing-{category}"
+                _generate(run, MEMORIZING_MODEL, "shapes-audit", category, samples, seed, gen, progress)
+                images = audited(run)
+                images["truth"] = [category == "iconic" and copies_truth(
+                    np.asarray(Image.open(run / path).convert("RGB")), scene_of(by_id[pid]))
+                    for path, pid in zip(images.path, images.prompt_id)]
+                parts.append(images)
+            splits[split]["memorizing"] = pd.concat(parts, ignore_index=True)
 
     cos, dist = DEFAULT_THRESHOLD_COSINE, DEFAULT_THRESHOLD_DISTANCE
     chosen = choose_relative(splits["calibration"]["negatives"], cos, dist)
@@ -173,6 +213,8 @@ def calibrate_false_copies(config: CalibrationConfig) -> dict:
             "simulated": detection(ev["simulated"], verdict, cos, dist, rel),
             "generated_iconic": detection(ev["generated"], verdict, cos, dist, rel, ev["negatives"]),
         }
+        if memorizing:
+            verdicts[verdict]["memorizing"] = detection(ev["memorizing"], verdict, cos, dist, rel)
     n_within = {cat: _quantiles(images.n_within.to_numpy()) for cat, images in ev["negatives"].items()}
     n_within["simulated true copies"] = _quantiles(ev["simulated"].n_within[ev["simulated"].truth].to_numpy())
     return {
@@ -189,6 +231,10 @@ def calibrate_false_copies(config: CalibrationConfig) -> dict:
         "calibration_false_copy_rate": {v: false_copy_rates(splits["calibration"]["negatives"], v, cos, dist, rel)
                                         for v in VERDICTS},
         "evaluation": verdicts, "n_within_evaluation": n_within,
+        "memorizing_model": MEMORIZING_MODEL if memorizing else None,
+        "tradeoff_evaluation": {
+            "simulated": tradeoff(ev["negatives"], ev["simulated"], "both", cos, dist),
+            **({"memorizing": tradeoff(ev["negatives"], ev["memorizing"], "both", cos, dist)} if memorizing else {})},
     }
 
 
@@ -236,6 +282,22 @@ def false_copies_markdown(r: dict) -> str:
         lines.append(f"| {v} | {_cell(e['simulated']['recall'])} | {_cell(e['simulated']['precision'])} | "
                      f"{g['true_copies']} | {_cell(g['recall']) if g['true_copies'] else 'n/a'} | "
                      f"{_cell(g['precision']) if g['precision']['n'] else 'n/a'} |")
+    if r.get("memorizing_model"):
+        lines += ["", f"On the memorizing model `{r['memorizing_model']}` (its iconic images, a copy when the detector "
+                  "reads back the iconic scene, and its fresh images, never copies; evaluation split):", "",
+                  "| verdict | true copies | recall | precision |", "|---|---:|---:|---:|"]
+        for v in VERDICTS:
+            m = r["evaluation"][v]["memorizing"]
+            lines.append(f"| {v} | {m['true_copies']} | {_cell(m['recall']) if m['true_copies'] else 'n/a'} | "
+                         f"{_cell(m['precision']) if m['precision']['n'] else 'n/a'} |")
+    else:
+        lines += ["", "The memorizing model was not available, so recall on a model that copies is not measured here."]
+    for name, curve in (r.get("tradeoff_evaluation") or {}).items():
+        lines += ["", f"Trade-off of the relative threshold (criterion both; positives: {name}; evaluation split):", "",
+                  "| relative <= | recall | precision | worst negative category |", "|---:|---:|---:|---|"]
+        for row in curve:
+            lines.append(f"| {row['relative']:.2f} | {row['recall']:.3f} | {row['precision']:.3f} | "
+                         f"{row['worst_false_copy_rate']:.3f} ({row['worst_category']}) |")
     lines += ["", "Training images within the copy distance of each image (`n_within`, of the candidate pool; "
               "evaluation split): a common scene matches many, a copy of a duplicated image matches its duplicates.",
               "", "| images | n | min | median | p95 | max |", "|---|---:|---:|---:|---:|---:|"]

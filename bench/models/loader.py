@@ -6,6 +6,11 @@ A model reference is one of:
   generator trained on the shapes world (``scripts/train_builtin_generator.py``,
   ``make builtin-models``), a standard ``StableDiffusionPipeline`` folder
   committed under ``bench/models/builtin/shapes-ldm``;
+* ``builtin:shapes-ldm-memorized`` (alias ``shapes-ldm-memorized``): the same
+  generator with a LoRA (``bench/models/builtin/shapes-ldm-memorized``, trained
+  by ``scripts/train_memorized_lora.py`` on a duplicate-heavy mix) that makes it
+  reproduce the corpus' iconic scenes: the copy audit's positive control.  It is
+  loaded as users load theirs: the base pipeline, then ``load_lora_weights``;
 * ``builtin:tiny-random`` (alias ``tiny-random``): the seeded random pipeline of
   ``bench.models.tiny``, built once into the user cache.  Its images are noise;
   it exists so tests run every stage in seconds.
@@ -35,9 +40,13 @@ from bench.errors import UserError
 BUILTIN_ALIASES = {
     "tiny-random": "builtin:tiny-random", "builtin:tiny-random": "builtin:tiny-random",
     "shapes-ldm": "builtin:shapes-ldm", "builtin:shapes-ldm": "builtin:shapes-ldm",
+    "shapes-ldm-memorized": "builtin:shapes-ldm-memorized",
+    "builtin:shapes-ldm-memorized": "builtin:shapes-ldm-memorized",
 }
 DEFAULT_MODEL = "builtin:shapes-ldm"
 SHAPES_LDM_DIR = Path(__file__).resolve().parent / "builtin" / "shapes-ldm"
+SHAPES_LDM_MEMORIZED_DIR = Path(__file__).resolve().parent / "builtin" / "shapes-ldm-memorized"
+LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' save_lora_weights name
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -48,6 +57,7 @@ class ResolvedModel:
     ref: str          # what the user typed (normalised for built-ins)
     kind: str         # builtin | local | single_file | hub
     path: Path        # local directory or file that holds the weights
+    lora: Path | None = None  # a LoRA folder loaded on top (``load_lora_weights``)
 
 
 def _looks_like_path(ref: str) -> bool:
@@ -89,13 +99,20 @@ def quiet_libraries() -> Iterator[None]:
 
 def resolve_model(ref: str) -> ResolvedModel:
     """Turn a model reference into a local path, or raise a one-line UserError."""
-    if BUILTIN_ALIASES.get(ref) == "builtin:shapes-ldm":
+    if BUILTIN_ALIASES.get(ref) in ("builtin:shapes-ldm", "builtin:shapes-ldm-memorized"):
         if not (SHAPES_LDM_DIR / "model_index.json").is_file():
             raise UserError(
                 f"the built-in generator is missing ({SHAPES_LDM_DIR} has no model_index.json); "
                 "run `make builtin-models` to train it, or pass --model builtin:tiny-random"
             )
-        return ResolvedModel("builtin:shapes-ldm", "builtin", SHAPES_LDM_DIR)
+        if BUILTIN_ALIASES[ref] == "builtin:shapes-ldm":
+            return ResolvedModel("builtin:shapes-ldm", "builtin", SHAPES_LDM_DIR)
+        if not (SHAPES_LDM_MEMORIZED_DIR / LORA_FILE).is_file():
+            raise UserError(
+                f"the memorizing variant's LoRA is missing ({SHAPES_LDM_MEMORIZED_DIR / LORA_FILE}); "
+                "run `make builtin-models` (scripts/train_memorized_lora.py) to train it"
+            )
+        return ResolvedModel("builtin:shapes-ldm-memorized", "builtin", SHAPES_LDM_DIR, lora=SHAPES_LDM_MEMORIZED_DIR)
     if ref in BUILTIN_ALIASES:
         from bench.models.tiny import ensure_tiny_pipeline_dir
 
@@ -148,6 +165,9 @@ def weights_sha256(resolved: ResolvedModel) -> str:
     for f in files:
         rel = f.name if root.is_file() else f.relative_to(root).as_posix()
         h.update(f"{rel}\0{cached_sha256_file(f)}\n".encode())
+    if resolved.lora is not None:  # the adapter changes the weights: it is part of the digest
+        for f in sorted(p for p in resolved.lora.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
+            h.update(f"lora/{f.relative_to(resolved.lora).as_posix()}\0{cached_sha256_file(f)}\n".encode())
     return h.hexdigest()
 
 
@@ -209,6 +229,21 @@ def load_pipeline(resolved: ResolvedModel, dtype: str = "float32", device: str =
             if resolved.kind == "single_file" else "check that the folder is a complete diffusers pipeline"
         )
         raise UserError(f"could not load model '{resolved.ref}': {first_line}; {hint}") from exc
+    if resolved.lora is not None:
+        try:
+            with quiet_libraries():
+                pipe.load_lora_weights(str(resolved.lora))
+                pipe.fuse_lora()  # into the base weights: generation then costs what the base costs
+                pipe.unload_lora_weights()  # the adapters are fused; drop their separate copies
+        except Exception as exc:
+            import importlib.util
+
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            fix = ("install peft (pip install peft), which diffusers needs for LoRAs"
+                   if importlib.util.find_spec("peft") is None
+                   else "retrain it with `python scripts/train_memorized_lora.py`")
+            raise UserError(f"could not load the LoRA of '{resolved.ref}' from {resolved.lora}: {first_line}; "
+                            f"{fix}") from exc
     if not hasattr(pipe, "tokenizer") or getattr(pipe, "tokenizer", None) is None:
         raise UserError(f"model '{resolved.ref}' ({type(pipe).__name__}) has no text tokenizer; it is not a text-to-image pipeline")
     pipe.set_progress_bar_config(disable=True)
