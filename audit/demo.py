@@ -13,7 +13,11 @@ Runs after ``bench.demo`` (which made ``<runs>/demo``):
    watermark, bias, unsafe, and any plugin) on the three runs, prints the headline
    numbers and, for each role, the planted corpus share beside the generated share
    read by the detector and by CLIP, with intervals;
-5. writes the societal-risk report of each run (``<run>/report.html``, ``report.md``).
+5. writes the societal-risk report of each run (``<run>/report.html``, ``report.md``);
+6. generates ``<runs>/demo-memorized`` (iconic and fresh captions on ``builtin:shapes-ldm-memorized``,
+   a model known to copy) and audits it: the copy audit's positive control.
+
+Each audit's rate by category is printed beside the truth read by the world's detectors.
 
 Every step reuses what an earlier run of the demo left, so a second run is fast.
 """
@@ -29,6 +33,9 @@ from bench.cli import setup_cli_output
 from bench.errors import UserError
 from bench.generate import generate
 from bench.models.loader import DEFAULT_MODEL
+
+#: The copy audit's positive control (scripts/train_memorized_lora.py).
+MEMORIZING_MODEL = "builtin:shapes-ldm-memorized"
 from bench.runspec import RunSpec
 
 INDEX_SOURCE = "shapes-laion:20000"
@@ -92,6 +99,24 @@ def print_role_table(summary: dict) -> None:
               f"   (n={r.get('n_detected')}/{r.get('n_images')} read)")
 
 
+def memorizing_control(runs: Path, index) -> Path | None:
+    """The copy audit's positive control: iconic and fresh captions on ``MEMORIZING_MODEL`` (a model known
+    to copy), audited against the demo index; None when that model is not installed."""
+    from audit.probes import PROBES
+    from bench.models.loader import resolve_model
+
+    try:
+        resolve_model(MEMORIZING_MODEL)
+    except UserError as exc:
+        print(f"positive control skipped: {exc}")
+        return None
+    run = runs / "demo-memorized"
+    generate(RunSpec(out=str(run), model=MEMORIZING_MODEL, prompts="shapes-audit", categories=("iconic", "fresh"),
+                     guidance=(7.5,), images_per_prompt=AUDIT_IMAGES_PER_PROMPT, steps=20, batch_size=24))
+    PROBES.get("memorization")(run, {"index": index})
+    return run
+
+
 def audits_beside_truth(run: Path):
     """Per image of a ``shapes-audit`` run: the copy and visible-watermark verdicts, and the world's truth.
 
@@ -112,12 +137,15 @@ def audits_beside_truth(run: Path):
     copies = C.read_table(run, C.MEMORIZATION_TABLE).groupby("image_id").agg(
         category=("category", "first"), prompt_id=("prompt_id", "first"), path=("path", "first"),
         is_copy=("is_copy", "any"))
-    marks = C.read_table(run, C.WATERMARK_TABLE).set_index("image_id")["visible"].astype(bool)
+    watermark_table = C.WATERMARK_TABLE.path(run)
+    marks = (C.read_table(run, C.WATERMARK_TABLE).set_index("image_id")["visible"].astype(bool)
+             if watermark_table.is_file() else None)
     rows = []
     for image_id, r in copies.iterrows():
         image = np.asarray(Image.open(run / r.path).convert("RGB"))
         prompt = prompts.get(r.prompt_id)
-        rows.append({"category": r.category, "copy": bool(r.is_copy), "watermark": bool(marks.get(image_id, False)),
+        rows.append({"category": r.category, "copy": bool(r.is_copy),
+                     "watermark": None if marks is None else bool(marks.get(image_id, False)),
                      "copy_truth": bool(prompt is not None and prompt.category == "iconic"
                                         and copies_truth(image, scene_of(prompt))),
                      "watermark_truth": bool(detect_watermark(image) >= WATERMARK_THRESHOLD)})
@@ -127,14 +155,19 @@ def audits_beside_truth(run: Path):
 def print_beside_truth(run: Path) -> None:
     """Each audit's rate by category beside the truth's, with 95% Wilson intervals, and their agreement."""
     table = audits_beside_truth(run)
+    audits = [("copy", "copy_truth", "copy")]
+    if table["watermark"].notna().all():
+        audits.append(("watermark", "watermark_truth", "watermark"))
+    table = table.astype({col: bool for audit in audits for col in audit[:2]})
     print(f"{run}: audits beside the truth by category (95% Wilson intervals; truth = the world's detectors):")
-    print(f"  {'category':<10} {'copy audit':<24} {'copies (truth)':<24} {'watermark audit':<24} "
-          f"{'watermarks (truth)':<24}")
+    headers = {"copy": "copy audit", "copy_truth": "copies (truth)", "watermark": "watermark audit",
+               "watermark_truth": "watermarks (truth)"}
+    columns = [col for audit in audits for col in audit[:2]]
+    print(f"  {'category':<10} " + " ".join(f"{headers[col]:<24}" for col in columns))
     for cat, g in table.groupby("category"):
         n = len(g)
-        print(f"  {cat:<10} " + " ".join(f"{rate_text(int(g[col].sum()), n):<24}"
-                                         for col in ("copy", "copy_truth", "watermark", "watermark_truth")))
-    for audit, truth, name in (("copy", "copy_truth", "copy"), ("watermark", "watermark_truth", "watermark")):
+        print(f"  {cat:<10} " + " ".join(f"{rate_text(int(g[col].sum()), n):<24}" for col in columns))
+    for audit, truth, name in audits:
         agree = int((table[audit] == table[truth]).sum())
         flagged_wrongly = int((table[audit] & ~table[truth]).sum())
         missed = int((~table[audit] & table[truth]).sum())
@@ -182,6 +215,7 @@ def main(argv=None) -> int:
         generate(RunSpec(out=str(roles_dir), model=DEFAULT_MODEL, prompts="shapes-audit", categories=("role",),
                          guidance=(7.5,), images_per_prompt=ROLE_IMAGES_PER_PROMPT, steps=20, batch_size=24))
         summaries = {run: audit_run(run, index) for run in (demo_run, audit_dir, roles_dir)}
+        control = memorizing_control(runs, index)
         from audit.report import build_report, write_report
 
         reports = [write_report(build_report(run), run / C.REPORT_HTML, run / C.REPORT_MD)[0] for run in summaries]
@@ -202,6 +236,9 @@ def main(argv=None) -> int:
         print(f"{run}: copy rate {rate_text(mem['n_copies'], mem['n_images'])}, "
               f"visible watermark rate {rate_text(n_marked, wm['n_images'])}, invisible watermark rate {invisible}")
     print_beside_truth(audit_dir)
+    if control is not None:
+        print(f"positive control ({MEMORIZING_MODEL}, a model trained to copy the iconic scenes):")
+        print_beside_truth(control)
     print_role_table(summaries[roles_dir])
     print("outputs  : <run>/audit/<probe>.parquet (memorization, watermark, bias, unsafe), neighbours/")
     print("reports  : " + ", ".join(str(p) for p in reports))

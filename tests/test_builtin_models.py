@@ -139,3 +139,48 @@ def test_generator_colour_far_above_chance(ldm_pipe):
         hits += any(o["colour"] == colour for o in check({"objects": [{"colour": colour}]}, im)["detected"])
     rate = hits / len(prompts)
     assert rate >= 0.5, rate  # chance 1/6
+
+
+# --------------------------------------------------------------------------- memorizing variant (LoRA)
+
+MEMORIZED_DIR = BUILTIN / "shapes-ldm-memorized"
+
+
+def test_memorized_variant_loads_as_a_lora_on_the_base_and_changes_only_the_unet():
+    """``builtin:shapes-ldm-memorized`` goes through ``load_lora_weights`` on the shipped base: the UNet's
+    weights move, the text encoder and VAE do not, and the weights digest names the adapter."""
+    if not (MEMORIZED_DIR / "pytorch_lora_weights.safetensors").exists():
+        pytest.skip("the memorizing LoRA is not committed; run scripts/train_memorized_lora.py")
+    import torch
+
+    from bench.models.loader import load_pipeline, resolve_model, weights_sha256
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    base_ref, lora_ref = resolve_model("builtin:shapes-ldm"), resolve_model("shapes-ldm-memorized")
+    assert lora_ref.ref == "builtin:shapes-ldm-memorized" and lora_ref.lora == MEMORIZED_DIR
+    assert weights_sha256(base_ref) != weights_sha256(lora_ref)
+    base, memorized = load_pipeline(base_ref), load_pipeline(lora_ref)
+
+    def max_change(a, b):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()  # fused and unloaded: no adapter modules left behind
+        return max(float((sa[k].float() - sb[k].float()).abs().max()) for k in sa)
+
+    assert max_change(base.unet, memorized.unet) > 1e-3
+    assert max_change(base.text_encoder, memorized.text_encoder) == 0
+    assert max_change(base.vae, memorized.vae) == 0
+    info = json.loads((MEMORIZED_DIR / "training.json").read_text())
+    assert info["base"] == "builtin:shapes-ldm" and info["probes"]
+    with torch.no_grad():  # and it generates
+        image = memorized("the famous Velvet Orbit poster", num_inference_steps=2,
+                          generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (64, 64)
+
+
+def test_missing_memorized_lora_is_one_line_naming_the_fix(monkeypatch, tmp_path):
+    import bench.models.loader as loader
+    from bench.errors import UserError
+
+    monkeypatch.setattr(loader, "SHAPES_LDM_MEMORIZED_DIR", tmp_path / "nowhere")
+    with pytest.raises(UserError, match=r"LoRA is missing .*make builtin-models"):
+        loader.resolve_model("builtin:shapes-ldm-memorized")

@@ -53,3 +53,8 @@ def test_audits_are_printed_beside_the_truth_read_from_the_images(tmp_path, caps
     assert "copy audit agrees with the truth on 0.67" in out and "1 flagged wrongly, 0 missed" in out
     assert "watermark audit agrees with the truth on 0.67" in out and "0 flagged wrongly, 1 missed" in out
     assert "stock_cue  0.50 [" in out  # the copy audit's stock_cue rate, with its interval
+    # A run with only the copy audit (the demo's positive control) prints the copy columns alone.
+    C.WATERMARK_TABLE.path(tmp_path).unlink()
+    print_beside_truth(tmp_path)
+    out = capsys.readouterr().out
+    assert "copies (truth)" in out and "watermark" not in out
