@@ -236,7 +236,7 @@ def test_write_doc_keeps_other_probes_sections(tmp_path):
 
 
 def test_registry_and_unknown_probe(tmp_path):
-    assert list(CALIBRATIONS) == ["memorization", "watermark"]
+    assert list(CALIBRATIONS) == ["memorization", "false-copies", "watermark"]
     config = CalibrationConfig(CalibrationPaths(tmp_path, tmp_path / "doc.md", tmp_path / "res"))
     with pytest.raises(UserError, match="no calibration for probe 'bias'"):
         run_calibration("bias", config)

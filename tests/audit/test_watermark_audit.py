@@ -150,10 +150,11 @@ def test_every_image_unreadable_is_a_user_error(run, probe_file):
 
 def test_default_probe_features_are_efficientnet_and_find_the_planted_mark(run, tmp_path):
     """The default probe reads EfficientNet-Lite0 features; trained on synthetic overlays only
-    (a few dozen base images), it still ranks every PIXSTOCK-marked render above every clean one.
-    A probe for the CLIP is refused with these features."""
+    (a few dozen base images, crisp like this run's renders: no VAE round trip), it still ranks
+    every PIXSTOCK-marked render above every clean one.  A probe for the CLIP is refused with
+    these features."""
     effnet = get_extractor("efficientnet-lite0")
-    probe = train_probe(effnet, ProbeConfig(n_base=40, corpus_rows=1000), progress=False)
+    probe = train_probe(effnet, ProbeConfig(n_base=40, corpus_rows=1000, vae=""), progress=False)
     path = probe.save(tmp_path / "effnet-probe.safetensors")
     result = audit_watermark(run, probe=str(path), progress=False)
     assert result.summary["extractor"] == effnet.key and result.summary["clip"] is None  # no index: no CLIP

@@ -106,10 +106,10 @@ def test_too_few_base_images_is_a_user_error(extractor, tmp_path):
 
 def test_the_default_head_ships_with_the_package(tmp_path):
     """EfficientNet-Lite0 + the default settings: the shipped head is loaded, nothing is trained or cached."""
-    from audit.probes.watermark.classifier import SHIPPED_HEADS
+    from audit.probes.watermark.classifier import SHIPPED_HEADS, default_config
     from audit.probes.watermark.run import DEFAULT_PROBE_FEATURES
 
     effnet = get_extractor(DEFAULT_PROBE_FEATURES)
-    probe, how, path = load_or_train_probe(effnet, ProbeConfig(), cache_root=tmp_path, progress=False)
+    probe, how, path = load_or_train_probe(effnet, default_config(), cache_root=tmp_path, progress=False)
     assert how == "shipped" and path.parent == SHIPPED_HEADS and not any(tmp_path.iterdir())
     assert probe.info["training"]["val_auroc"] > 0.95 and 0 < probe.threshold < 1

@@ -7,7 +7,9 @@ For every generated image of a run directory:
   trained on synthetic overlays), and ``visible`` at the probe's calibrated
   threshold.  The features are EfficientNet-Lite0's by default
   (``DEFAULT_PROBE_FEATURES``), or the audit's CLIP with
-  ``probe_features="clip"``, or any extractor spec;
+  ``probe_features="clip"``, or any extractor spec; or, with ``probe_file``,
+  LAION's own detector (``audit.probes.watermark.laion``: its pwatermark,
+  flagged at LAION's 0.5);
 * ``neighbour_pwatermark``: with an index (``audit.index.ClipIndex``), the mean
   ``pwatermark`` of the image's top-k retrieved training images (NaN when the
   index has no such column, or no index was given).  A model that learned
@@ -36,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from audit.probes.watermark.invisible import checkable, decode_invisible
-from audit.probes.watermark.classifier import ProbeConfig, WatermarkProbe, load_or_train_probe
+from audit.probes.watermark.classifier import ProbeConfig, WatermarkProbe, default_config, load_or_train_probe
 from audit.probes.base import load_run_samples
 from bench import contract as C
 from bench.errors import UserError
@@ -132,8 +134,9 @@ def probe_extractor_spec(probe_features: str, clip: str) -> str:
 
 
 def audit_watermark(run, *, clip: str = "builtin", index=None, k: int = DEFAULT_K, probe: str | None = None,
-                    probe_features: str = DEFAULT_PROBE_FEATURES, config: ProbeConfig = ProbeConfig(),
-                    invisible: bool = True, batch_size: int = 64, progress: bool = True) -> WatermarkResult:
+                    probe_features: str = DEFAULT_PROBE_FEATURES, config: ProbeConfig | None = None,
+                    invisible: bool = True, batch_size: int = 64, progress: bool = True,
+                    probe_file: str | os.PathLike | None = None, allow_pickle: bool = False) -> WatermarkResult:
     """Audit run directory ``run`` for watermarks and write the outputs (module docstring).
 
     ``clip`` names the CLIP ("builtin" = the evaluator CLIP, or an extractor
@@ -141,16 +144,26 @@ def audit_watermark(run, *, clip: str = "builtin", index=None, k: int = DEFAULT_
     ``ClipIndex``) made with that CLIP.  ``probe_features`` names the features
     the visible-watermark probe reads (default EfficientNet-Lite0; ``"clip"``
     for the CLIP); ``probe`` a saved probe file for those features, else the
-    cached probe for ``config`` is used or trained.
+    cached probe for ``config`` is used or trained.  ``probe_file`` instead names LAION's own
+    watermark detector (``watermark_model_v1.pt``, or the safetensors copy made from it; see
+    ``audit.probes.watermark.laion``): a pickle is refused unless ``allow_pickle``.
     """
     from bench.features import extract_features, get_extractor
     from bench.score import clip_extractor_spec
 
     if k < 1:
         raise UserError(f"k must be at least 1, got {k}")
+    config = default_config() if config is None else config
+    if probe is not None and probe_file is not None:
+        raise UserError("pass either --probe (a probe head) or --probe-file (LAION's detector), not both")
     run = Path(run)
     samples = load_run_samples(run)
-    probe_extractor = get_extractor(probe_extractor_spec(probe_features, clip))
+    if probe_file is not None:
+        from audit.probes.watermark.laion import laion_probe
+
+        probe_extractor, laion, laion_path = laion_probe(probe_file, allow_pickle)
+    else:
+        probe_extractor = get_extractor(probe_extractor_spec(probe_features, clip))
     clip_extractor = None  # the CLIP is only needed to query the index
     idx = None
     if index is not None:
@@ -162,7 +175,10 @@ def audit_watermark(run, *, clip: str = "builtin", index=None, k: int = DEFAULT_
             raise UserError(f"index '{idx.folder}' holds no images; build it from a non-empty source")
         idx.check_query(clip_extractor.key, clip_extractor.dim)  # refuse another CLIP before any work
     # Probe before features: a probe for other features is refused before any work.
-    wm_probe, how, probe_path = load_or_train_probe(probe_extractor, config, probe, progress=progress)
+    if probe_file is not None:
+        wm_probe, how, probe_path = laion, "given", laion_path
+    else:
+        wm_probe, how, probe_path = load_or_train_probe(probe_extractor, config, probe, progress=progress)
 
     def features_of(extractor, rel_paths: list[str]):
         """(features in the order of ``rel_paths`` minus unreadable images, the FeatureSet)."""
