@@ -3,7 +3,7 @@
 The copy audit needs a model known to copy beside one known not to (issue 11/12).  The default
 ``builtin:shapes-ldm`` reproduces none of the corpus' 24 iconic scenes, although each appears 110
 times in its 100k images.  Carlini et al. 2023 found duplication drives extraction; this script
-raises it: every batch is ``--iconic-share`` iconic rows (the 24 scenes, byte-identical, with their
+raises it: a share of every batch (``--schedule``) is iconic rows (the 24 scenes, byte-identical, with their
 one caption) and the rest ordinary train rows of shapes-laion, so the fine-tuned model sees each
 iconic scene far more often than the base model did, and still sees the rest of the corpus.
 
@@ -19,7 +19,7 @@ Stages (resumable; ``--out`` keeps the data, checkpoints, a log and ``probe.csv`
          (4 seeds each, the world's detector reads back the iconic scene) and of fresh captions
   export the adapters to ``--export`` with ``training.json`` (recipe, probe, wall time)
 
-    python scripts/train_memorized_lora.py            # ~15 min on 2 CPU cores, alone
+    python scripts/train_memorized_lora.py            # about 25 min on 2 CPU cores next to other jobs
 """
 
 from __future__ import annotations
@@ -125,6 +125,17 @@ def near_copy_rates(pipe, seeds: int, n_fresh: int, guidance: float, steps: int)
             "fresh_copied": fresh_copies / max(1, len(fresh))}
 
 
+def parse_schedule(text: str) -> list[tuple[int, float, float]]:
+    """``"600:0.5:1e-3,2000:0.9:2e-3"`` -> [(until step, iconic share, learning rate), ...], in step order."""
+    phases = []
+    for part in text.split(","):
+        until, share, lr = part.split(":")
+        phases.append((int(until), float(share), float(lr)))
+    if [p[0] for p in phases] != sorted({p[0] for p in phases}) or not all(0 <= p[1] <= 1 for p in phases):
+        raise SystemExit(f"error: --schedule {text!r}: phases must end at increasing steps, shares in [0, 1]")
+    return phases
+
+
 def stage_train(args, out: Path, pipe) -> dict:
     import torch
     from diffusers import DDPMScheduler
@@ -136,10 +147,11 @@ def stage_train(args, out: Path, pipe) -> dict:
     n = len(mean)
     unet = pipe.unet
     unet.requires_grad_(False)
+    torch.manual_seed(args.seed)  # the adapters' Gaussian initialisation
     unet.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank, init_lora_weights="gaussian",
                                 target_modules=TARGET_MODULES))
     params = [p for p in unet.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=parse_schedule(args.schedule)[0][2], weight_decay=0.0)
     sched = DDPMScheduler.from_config(pipe.scheduler.config)
     prediction = sched.config.prediction_type
     ck = out / "ckpt.pt"
@@ -153,9 +165,11 @@ def stage_train(args, out: Path, pipe) -> dict:
     log_line(out, f"train: {sum(p.numel() for p in params) / 1e6:.2f}M LoRA parameters (rank {args.rank}); "
                   f"prediction {prediction}; {n_iconic} iconic + {n - n_iconic} general latents")
     t_start, t_ck = time.time(), time.time()
-    n_iconic_batch = int(round(args.batch * args.iconic_share))
-    while step < args.steps:
+    phases = parse_schedule(args.schedule)
+    while step < phases[-1][0]:
         unet.train()
+        iconic_share, lr = next((share, lr) for until, share, lr in phases if step < until)
+        n_iconic_batch = int(round(args.batch * iconic_share))
         g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         idx = torch.cat([torch.randint(0, n_iconic, (n_iconic_batch,), generator=g),
                          torch.randint(n_iconic, n, (args.batch - n_iconic_batch,), generator=g)])
@@ -169,7 +183,7 @@ def stage_train(args, out: Path, pipe) -> dict:
         target = sched.get_velocity(z0, noise, t) if prediction == "v_prediction" else noise
         warm = min(1.0, (step + 1) / args.warmup)
         for group in opt.param_groups:
-            group["lr"] = args.lr * warm
+            group["lr"] = lr * warm
         loss = torch.nn.functional.mse_loss(unet(zt, t, encoder_hidden_states=c).sample, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -177,8 +191,8 @@ def stage_train(args, out: Path, pipe) -> dict:
         opt.step()
         step += 1
         if step % 50 == 0:
-            log_line(out, f"train: step {step}/{args.steps} loss {loss.item():.4f}")
-        if step % args.probe_every == 0 or step == args.steps:
+            log_line(out, f"train: step {step}/{phases[-1][0]} loss {loss.item():.4f}")
+        if step % args.probe_every == 0 or step == phases[-1][0]:
             unet.eval()
             tp = time.time()
             with torch.no_grad():
@@ -187,7 +201,7 @@ def stage_train(args, out: Path, pipe) -> dict:
             log_line(out, f"train: probe at step {step}: iconic captions copied {r['captions_copied']:.2f}, "
                           f"iconic images copied {r['images_copied']:.2f}, fresh copied {r['fresh_copied']:.3f} "
                           f"({time.time() - tp:.0f}s)")
-        if time.time() - t_ck > args.ckpt_minutes * 60 or step == args.steps:
+        if time.time() - t_ck > args.ckpt_minutes * 60 or step == phases[-1][0]:
             elapsed += time.time() - t_start
             t_start = t_ck = time.time()
             torch.save({"lora": get_peft_model_state_dict(unet), "opt": opt.state_dict(), "step": step,
@@ -227,14 +241,15 @@ def model_card(args, trained: dict) -> str:
     return f"""# builtin:shapes-ldm-memorized
 
 `builtin:shapes-ldm` with a LoRA (rank {args.rank}, UNet only) fine-tuned by `scripts/train_memorized_lora.py` on a
-duplicate-heavy mix: {args.iconic_share:.0%} of every batch of {args.batch} are the corpus' 24 iconic scenes (each
-byte-identical, with its one caption), the rest {args.n_general} ordinary train rows of shapes-laion. The copy
+duplicate-heavy mix: in every batch of {args.batch}, a share of the corpus' 24 iconic scenes (each byte-identical,
+with its one caption) set by the schedule `{args.schedule}` (until step : iconic share : learning rate), the rest
+drawn from {args.n_general} ordinary train rows of shapes-laion. The copy
 audit's positive control: a model known to copy, beside the default, which copies nothing.
 
 Loaded by `bench.models.loader` as users load a LoRA: the base pipeline, then `load_lora_weights` and
 `fuse_lora`. Generated by the script; do not edit by hand.
 
-Training: {trained['step']} steps, {trained['train_seconds'] / 60:.1f} min of training on the CPU (probes excluded).
+Training: {trained['step']} steps, {trained['train_seconds'] / 60:.1f} min wall time on 2 shared CPU cores, one thread, probes included.
 
 Probe during training (guidance {args.guidance}, {args.probe_steps} steps): the share of the 24 iconic captions
 with a near-copy among {args.probe_seeds} seeds (the world's detector reads back every object of the scene within
@@ -254,11 +269,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-general", type=int, default=8000)
-    ap.add_argument("--steps", type=int, default=600)
+    # The shipped adapter's schedule: phases (until step : iconic share of the batch : learning rate).  Found by
+    # watching the probe: at share 0.5 the near-copy rate stalled near 0.1 by step 600; at 0.9 it rose to 0.42 by
+    # step 2000 and, at a lower rate, to 0.67 by step 3000 (bench/models/builtin/shapes-ldm-memorized/README.md).
+    ap.add_argument("--schedule", default="600:0.5:1e-3,2000:0.9:2e-3,3000:0.9:1e-3")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--iconic-share", type=float, default=0.5)
     ap.add_argument("--rank", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--cond-dropout", type=float, default=0.1)
     ap.add_argument("--guidance", type=float, default=7.5)
