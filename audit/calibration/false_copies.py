@@ -131,6 +131,38 @@ def tradeoff(negatives: dict, positives, verdict: str = "both", cosine: float = 
     return out
 
 
+def disagreements(images, prompts_by_id: dict, cosine: float, distance: float, relative: float,
+                  sheet: Path, limit: int = 24) -> dict:
+    """The memorizing model's iconic images the audit flags but the detector's truth calls no copy: how many,
+    which scene fields the detector read differently, and a contact sheet (generation | training render)."""
+    from PIL import Image
+
+    from audit.calibration.simulate import scene_of
+    from bench.world import compare_scenes, detect, render
+
+    hits = flagged(images, "both", cosine, distance, relative) & ~images["truth"].to_numpy(dtype=bool)
+    fields = {f: 0 for f in ("count", "shape", "colour", "size", "position")}
+    pairs = []
+    for (_, row), hit in zip(images.iterrows(), hits):
+        prompt = prompts_by_id.get(row.prompt_id)
+        if not hit or prompt is None or prompt.category != "iconic":
+            continue
+        generated = np.asarray(Image.open(Path(row.run) / row.path).convert("RGB"))
+        cmp = compare_scenes(scene_of(prompt), detect(generated))
+        for f in fields:
+            fields[f] += cmp[f][0] != cmp[f][1]
+        if len(pairs) < limit:
+            truth = np.asarray(render(scene_of(prompt)).convert("RGB").resize(generated.shape[1::-1]))
+            pairs.append(np.concatenate([generated, truth], axis=1))
+    if pairs:
+        per_row = 6
+        pairs += [np.full_like(pairs[0], 255)] * (-len(pairs) % per_row)
+        rows = [np.concatenate(pairs[i:i + per_row], axis=1) for i in range(0, len(pairs), per_row)]
+        sheet.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.concatenate(rows, axis=0)).save(sheet, optimize=True)
+    return {"n": int(hits.sum()), "fields_read_differently": fields, "sheet": sheet.name if pairs else None}
+
+
 def _generate(run: Path, model: str, prompt_set: str, category: str, samples: int, seed: int, gen, progress: bool):
     from bench.generate import generate
     from bench.runspec import RunSpec
@@ -196,6 +228,7 @@ def calibrate_false_copies(config: CalibrationConfig) -> dict:
                 run = root / split / f"memorizing-{category}"
                 _generate(run, MEMORIZING_MODEL, "shapes-audit", category, samples, seed, gen, progress)
                 images = audited(run)
+                images["run"] = str(run)
                 images["truth"] = [category == "iconic" and copies_truth(
                     np.asarray(Image.open(run / path).convert("RGB")), scene_of(by_id[pid]))
                     for path, pid in zip(images.path, images.prompt_id)]
@@ -232,6 +265,9 @@ def calibrate_false_copies(config: CalibrationConfig) -> dict:
                                         for v in VERDICTS},
         "evaluation": verdicts, "n_within_evaluation": n_within,
         "memorizing_model": MEMORIZING_MODEL if memorizing else None,
+        "memorizing_disagreements": disagreements(
+            ev["memorizing"], by_id, cos, dist, rel,
+            paths.plots / "audit-calibration-memorizing-flagged-not-truth.png") if memorizing else None,
         "tradeoff_evaluation": {
             "simulated": tradeoff(ev["negatives"], ev["simulated"], "both", cos, dist),
             **({"memorizing": tradeoff(ev["negatives"], ev["memorizing"], "both", cos, dist)} if memorizing else {})},
@@ -290,6 +326,13 @@ def false_copies_markdown(r: dict) -> str:
             m = r["evaluation"][v]["memorizing"]
             lines.append(f"| {v} | {m['true_copies']} | {_cell(m['recall']) if m['true_copies'] else 'n/a'} | "
                          f"{_cell(m['precision']) if m['precision']['n'] else 'n/a'} |")
+        d = r.get("memorizing_disagreements") or {}
+        if d.get("n"):
+            read = ", ".join(f"{k} {v}" for k, v in d["fields_read_differently"].items())
+            lines += ["", f"{d['n']} of its iconic images are flagged (criterion both) though the detector's truth calls "
+                      f"them no copy. The fields the detector read differently from the training scene: {read}. "
+                      "The contact sheet shows them (each pair: generation, then the training render):", "",
+                      f"![flagged, not a copy by the detector]({d['sheet']})"]
     else:
         lines += ["", "The memorizing model was not available, so recall on a model that copies is not measured here."]
     for name, curve in (r.get("tradeoff_evaluation") or {}).items():

@@ -88,3 +88,30 @@ def test_markdown_names_every_category_and_verdict():
     assert "relative distance <= **0.45**" in text and "not measured here" in text
     with pytest.raises(KeyError):
         false_copies_markdown({**result, "evaluation": {}})
+
+
+def test_disagreements_name_the_fields_and_draw_the_pairs(tmp_path):
+    """An iconic image the audit flags but the detector's truth rejects (one object reshaped) is counted, its
+    differing field named, and drawn beside its training render; an agreeing image is not."""
+    import dataclasses
+
+    from audit.calibration.false_copies import disagreements
+    from audit.calibration.simulate import scene_of
+    from bench.prompts import load_prompt_set
+    from bench.world import render
+
+    prompt = next(p for p in load_prompt_set("shapes-audit").prompts if p.category == "iconic")
+    scene = scene_of(prompt)
+    first = scene.objects[0]
+    other_shape = next(s for s in ("circle", "square", "triangle", "star") if s != first.shape)
+    reshaped = dataclasses.replace(scene, objects=[dataclasses.replace(first, shape=other_shape), *scene.objects[1:]])
+    render(scene).save(tmp_path / "same.png")
+    render(reshaped).save(tmp_path / "reshaped.png")
+    table = images([([0.9], [0.05], [0.2], True), ([0.9], [0.10], [0.3], False)])
+    table["run"], table["path"], table["prompt_id"] = str(tmp_path), ["same.png", "reshaped.png"], prompt.id
+    out = disagreements(table, {prompt.id: prompt}, 0.85, 0.135, 0.45, tmp_path / "sheet.png")
+    assert out["n"] == 1 and out["fields_read_differently"]["shape"] == 1
+    assert out["fields_read_differently"]["count"] == 0 and out["sheet"] == "sheet.png"
+    from PIL import Image
+
+    assert Image.open(tmp_path / "sheet.png").size == (6 * 2 * 64, 64)  # one row of six pairs, padded

@@ -91,7 +91,10 @@ def test_vae_roundtrip_keeps_sizes_order_and_labels(vae):
     diff = np.abs(out[0][0].astype(int) - images[0].astype(int))
     assert 0 < diff.mean() < 40
     # deterministic (the latent mean), and batching does not change an image
-    np.testing.assert_array_equal(roundtrip([images[0]], vae)[0], out[0][0])
+    # (up to the last bit: another batch shape may round differently, docs/PITFALLS.md "Batch shape")
+    alone = roundtrip([images[0]], vae)[0].astype(int)
+    changed = np.abs(alone - out[0][0].astype(int))
+    assert changed.max() <= 1 and (changed > 0).mean() < 0.001
 
 
 def test_vae_is_part_of_the_config_digest_and_recorded():
