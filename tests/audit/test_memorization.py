@@ -259,3 +259,27 @@ def test_relative_distance_counts_duplicates_once_and_tells_copies_from_common_s
     assert np.isnan(relative_distances(np.array([0.1, 0.1]), ["a", "a"])).all()
     with pytest.raises(UserError, match="one label per candidate"):
         relative_distances(np.array([0.1, 0.2]), ["a"])
+
+
+def test_absolute_criterion_searches_only_the_top_k(run_dir, index_dir):
+    """The relative distance needs the pool; the absolute verdict does not, so it asks the index for k only."""
+    class Counting:
+        def __init__(self, index):
+            self.index, self.asked = index, []
+
+        def search(self, queries, k, **kwargs):
+            self.asked.append(k)
+            return self.index.search(queries, k, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.index, name)
+
+    from audit.index import ClipIndex
+
+    counting = Counting(ClipIndex.open(index_dir))
+    result = audit_memorization(run_dir, counting, k=3, criterion="absolute", progress=False)
+    assert counting.asked == [3] and result.summary["thresholds"]["pool"] == 3
+    assert set(result.table.criterion) == {"absolute"}
+    audit_memorization(run_dir, counting, k=3, progress=False)
+    assert counting.asked[-1] == min(200, counting.index.n)  # the default criterion takes the pool
+    audit_memorization(run_dir, index_dir, k=3, progress=False)  # leave the default outputs for other tests

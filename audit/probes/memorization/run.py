@@ -233,6 +233,8 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
     queries = fs.features[[row_of[p] for p in samples["path"]]].astype(np.float32)
 
     k_eff = k if n_rows is None else min(k, n_rows)
+    # The absolute criterion needs only the top k: a remote backend is then not asked for the whole pool.
+    pool = k if criterion == "absolute" else pool
     pool_eff = pool if n_rows is None else min(pool, n_rows)
     scores, ids = idx.search(queries, pool_eff, modality="image", query_key=extractor.key)
     keys, captions = _metadata_lookup(idx, ids[:, :k_eff])
