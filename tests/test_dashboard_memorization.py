@@ -431,3 +431,24 @@ def test_pair_card_gives_the_verdicts_evidence() -> None:
     assert "&lt;b&gt;red&lt;/b&gt;" in card  # user text escaped
     old = card_html({**row, "relative_distance": float("nan"), "n_within": -1, "criterion": ""})
     assert "relative distance" not in old and "training image" not in old and "nan" not in old
+
+
+def test_index_free_score_is_shown_highest_first_beside_the_index_verdicts(root: Path) -> None:
+    """A run with ``t2i-audit memorization-score --run``'s table (written by the contract's writer) shows it,
+    highest score first, above the index-based pairs; a damaged table is one error line."""
+    table = pd.DataFrame({"prompt_id": ["p000", "p001", "p002"], "prompt": ["<b>a</b>", "b", "c"],
+                          "category": ["iconic", "fresh", "iconic"], "score": [3.0, 9.5, 7.25], "steps": 1,
+                          "generations": 1, "num_inference_steps": 50, "guidance_scale": 7.5, "seed": 0,
+                          "prediction": "model", "scheduler": "ddim", "model": "builtin:tiny-random"})
+    C.write_table(root / "demo", C.MEMORIZATION_SCORE_TABLE, table)
+    read, error = MZ.load_memorization_score(root / "demo")
+    assert error is None and read["prompt_id"].tolist() == ["p001", "p002", "p000"]
+    assert MZ.load_memorization_score(root / "plain") == (None, None)
+    at = page_test("memorization_page", root)
+    assert "Index-free memorization score (Wen et al., ICLR 2024)" in [h.value for h in at.subheader]
+    shown = at.dataframe[0].value  # the first table on the page
+    assert shown["prompt_id"].tolist() == ["p001", "p002", "p000"] and shown["prompt"].iloc[2] == "<b>a</b>"
+    assert len(at.html) > 0  # the index-based pairs are still there
+    C.MEMORIZATION_SCORE_TABLE.path(root / "demo").write_bytes(b"not parquet")
+    at = page_test("memorization_page", root)
+    assert any("memorization score of this run cannot be shown" in e.value for e in at.error)

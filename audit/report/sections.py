@@ -216,6 +216,17 @@ def memorization_section(run_dir: str | Path, block: dict | None) -> ReportSecti
                                                       for k, n in zip(shown.n_copies, shown.n_images)]})
             s.tables.append(TableBlock(frame, "Prompts with copies, most copied first", total_rows=len(top),
                                        key="prompts"))
+    scores = try_read(run_dir, C.MEMORIZATION_SCORE_TABLE, s.notes) if C.MEMORIZATION_SCORE_TABLE.path(run_dir).is_file() \
+        else None
+    if scores is not None and len(scores):
+        top = scores.sort_values(["score", "prompt_id"], ascending=[False, True]).head(MAX_TABLE_ROWS)
+        first = scores.iloc[0]
+        frame = pd.DataFrame({"prompt": top.prompt, "category": top.category,
+                              "score": [fmt_number(v) for v in top.score]})
+        s.tables.append(TableBlock(
+            frame, f"Index-free memorization score (Wen et al. 2024), highest first: ||pred(x_t, prompt) - "
+                   f"pred(x_t, empty)|| over {int(first.steps)} step(s) x {int(first.generations)} generation(s) of "
+                   f"{first.model}; a ranking of prompts, not a verdict", total_rows=len(scores), key="noise-gap"))
     s.limitations += [
         f"Only copies of images in the index ({block.get('index', '?')}) can be found; an index that is not the "
         "model's training set misses copies of everything else.",

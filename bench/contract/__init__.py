@@ -51,6 +51,7 @@ from bench.contract.tables import (
     BIAS_TABLE,
     UNSAFE_TABLE,
     MEMORIZATION_PROMPTS_TABLE,
+    MEMORIZATION_SCORE_TABLE,
     MEMORIZATION_TABLE,
     COMPARE_TABLE,
     IMAGE_SCORES_TABLE,
@@ -77,6 +78,6 @@ __all__ = [
     "FEATURE_METRIC_BASES", "INCEPTION_NAME", "extractor_name", "feature_metric_name", "parse_metric_name",
     "upgrade_metric_names",
     "AUDITS_KEY", "modify_summary", "read_summary", "record_audit", "update_summary",
-    "BIAS_PROMPTS_TABLE", "BIAS_TABLE", "COMPARE_TABLE", "IMAGE_SCORES_TABLE", "UNSAFE_TABLE", "MEMORIZATION_PROMPTS_TABLE", "MEMORIZATION_TABLE", "METRICS_TABLE", "SAMPLES_TABLE", "SWEEP_TABLE", "TABLES",
+    "BIAS_PROMPTS_TABLE", "BIAS_TABLE", "COMPARE_TABLE", "IMAGE_SCORES_TABLE", "UNSAFE_TABLE", "MEMORIZATION_PROMPTS_TABLE", "MEMORIZATION_SCORE_TABLE", "MEMORIZATION_TABLE", "METRICS_TABLE", "SAMPLES_TABLE", "SWEEP_TABLE", "TABLES",
     "WATERMARK_TABLE", "ALL_SUBSET", "CATEGORY_PREFIX", "INTERVAL_SUFFIXES", "ContractError", "Table", "audit_table", "coerce", "read_table", "write_table",
 ]  # fmt: skip

@@ -132,6 +132,16 @@ MEMORIZATION_TABLE = Table(
               "threshold_relative": math.nan},
 )  # fmt: skip
 
+#: Wen et al.'s index-free memorization score per prompt (``t2i-audit memorization-score --run RUN``).
+MEMORIZATION_SCORE_TABLE = Table(
+    "memorization score", F.audit_table_file("memorization_score"),
+    {"prompt_id": "str", "prompt": "str", "category": "str", "score": "float", "steps": "int",
+     "generations": "int", "num_inference_steps": "int", "guidance_scale": "float", "seed": "int",
+     "prediction": "str", "scheduler": "str", "model": "str"},
+    required=("prompt_id", "prompt", "category", "score", "steps", "generations"),
+    missing_hint="the run has no memorization score yet (t2i-audit memorization-score --run RUN)",
+)  # fmt: skip
+
 MEMORIZATION_PROMPTS_TABLE = Table(
     "memorization prompts", F.audit_table_file("memorization", "prompts"),
     {"prompt_id": "str", "prompt": "str", "category": "str", "n_images": "int", "n_copies": "int",
@@ -205,6 +215,7 @@ UNSAFE_TABLE = Table(
 #: Every table by name (the dashboard's downloads and the report list them from here).
 TABLES: dict[str, Table] = {
     t.name: t for t in (SAMPLES_TABLE, METRICS_TABLE, IMAGE_SCORES_TABLE, SWEEP_TABLE, MEMORIZATION_TABLE, MEMORIZATION_PROMPTS_TABLE,
+                        MEMORIZATION_SCORE_TABLE,
                         WATERMARK_TABLE, BIAS_TABLE, BIAS_PROMPTS_TABLE, UNSAFE_TABLE)
 }  # fmt: skip
 

@@ -118,6 +118,17 @@ def prompt_copy_rates(verdicts: pd.DataFrame) -> pd.DataFrame:
     return table[columns]
 
 
+def load_memorization_score(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """Wen et al.'s index-free score per prompt (``t2i-audit memorization-score --run``), highest first;
+    ``(None, None)`` when the run has none, ``(None, error)`` when it cannot be read."""
+    if not C.MEMORIZATION_SCORE_TABLE.path(run_dir).is_file():
+        return None, None
+    df, error = read_table(run_dir, C.MEMORIZATION_SCORE_TABLE)
+    if df is None:
+        return None, error
+    return df.sort_values(["score", "prompt_id"], ascending=[False, True], kind="stable").reset_index(drop=True), None
+
+
 def load_memorization_prompts(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
     """Load ``audit/memorization_prompts.parquet`` (copy rate per prompt), sorted by prompt id."""
     df, error = read_table(run_dir, C.MEMORIZATION_PROMPTS_TABLE)

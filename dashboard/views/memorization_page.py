@@ -127,6 +127,7 @@ def render(root: Path) -> None:
 
     run = choose_run(runs)
     st.title(f"Memorization · {escape_markdown(run.name)}")
+    _render_index_free(run.path)
 
     hits, error = _cached_memorization(str(run.path), file_stamp(C.MEMORIZATION_TABLE.path(run.path)))
     if hits is None:
@@ -169,6 +170,26 @@ def render(root: Path) -> None:
     _render_prompt_rates(run, verdicts, chosen_categories, chosen_prompts)
     shown = MZ.filter_verdicts(verdicts, copies_only, chosen_categories, chosen_prompts)
     _render_pairs(run.name, shown, len(verdicts), hits)
+
+
+def _render_index_free(run_dir: Path) -> None:
+    """Wen et al.'s score per prompt, when the run has one: a ranking of prompts, beside the index verdicts."""
+    table, error = MZ.load_memorization_score(run_dir)
+    if table is None and error is None:
+        return
+    st.subheader("Index-free memorization score (Wen et al., ICLR 2024)")
+    if table is None:
+        st.error(f"The memorization score of this run cannot be shown: {escape_markdown(error)}")
+        return
+    first = table.iloc[0]
+    st.caption(
+        f"Per prompt: ||pred(x_t, prompt) − pred(x_t, \"\")||₂ over the first {int(first['steps'])} step(s) × "
+        f"{int(first['generations'])} generation(s) of {escape_markdown(first['model'])} "
+        f"({escape_markdown(first['prediction'])}). Higher = more likely memorized. It ranks prompts and needs no "
+        "index; compare it with prompts of the same caption form (docs/memorization-score.md)."
+    )
+    st.dataframe(table[["prompt_id", "category", "score", "prompt"]], hide_index=True,
+                 column_config={"score": st.column_config.NumberColumn(format="%.3f")})
 
 
 def _render_headline(headline: dict, verdicts: pd.DataFrame) -> None:

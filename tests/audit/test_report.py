@@ -543,3 +543,22 @@ def test_probe_recorded_but_not_installed(bare_run):
     assert group.title == "Ghost probe" and group.main.ran
     assert (group.main.headline[0].k, group.main.headline[0].n) == (1, 1)
     assert any("not installed here" in n for n in group.main.notes)
+
+
+def test_memorization_section_lists_the_index_free_score(world, tmp_path):
+    """With ``memorization-score``'s table in the run, the section adds it, highest score first, escaped."""
+    import shutil
+
+    run = tmp_path / "a"
+    shutil.copytree(world["a"], run)
+    scores = pd.DataFrame({"prompt_id": ["p1", "p2"], "prompt": ["<i>low</i>", "high"], "category": ["x", "y"],
+                           "score": [1.5, 4.25], "steps": 1, "generations": 1, "num_inference_steps": 50,
+                           "guidance_scale": 7.5, "seed": 0, "prediction": "model", "scheduler": "ddim",
+                           "model": "builtin:tiny-random"})
+    C.write_table(run, C.MEMORIZATION_SCORE_TABLE, scores)
+    s = S.memorization_section(run, C.read_summary(run)["memorization"])
+    (block,) = [t for t in s.tables if t.key == "noise-gap"]
+    assert block.frame["prompt"].tolist() == ["high", "<i>low</i>"] and block.total_rows == 2
+    assert "&lt;i&gt;low&lt;/i&gt;" in render_html(build_report(run))
+    without = S.memorization_section(world["a"], C.read_summary(world["a"])["memorization"])
+    assert not [t for t in without.tables if t.key == "noise-gap"]

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from audit.probes.memorization.noise_gap import PREDICTIONS, epsilon_gap_scale, gap_norms, memorization_score
+from bench import contract as C
 from bench.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,7 @@ DEFAULT_GUIDANCE = 7.5
 DEFAULT_BATCH_SIZE = 8
 
 #: Columns of the per-prompt table (``--out`` file, or RUN/audit/memorization_score.parquet).
-COLUMNS = {"prompt_id": "str", "prompt": "str", "category": "str", "score": "float", "steps": "int",
-           "generations": "int", "num_inference_steps": "int", "guidance_scale": "float", "seed": "int",
-           "prediction": "str", "scheduler": "str", "model": "str"}
+COLUMNS = dict(C.MEMORIZATION_SCORE_TABLE.columns)  # the run-directory contract names them
 
 
 @dataclass(frozen=True)

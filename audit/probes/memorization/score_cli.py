@@ -89,8 +89,7 @@ def score_table():
     """The run-directory table of this command (``bench.contract.audit_table``)."""
     from bench import contract as C
 
-    return C.audit_table(SUMMARY_KEY, COLUMNS, required=("prompt_id", "prompt", "category", "score", "steps",
-                                                         "generations"))
+    return C.MEMORIZATION_SCORE_TABLE
 
 
 def _check_out(out: str) -> Path:
