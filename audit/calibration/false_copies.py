@@ -101,9 +101,7 @@ def detection(positives, verdict: str, cosine: float, distance: float, relative:
     if negatives:
         false += sum(int(flagged(n, verdict, cosine, distance, relative).sum()) for n in negatives.values())
     tp = int((hits & truth).sum())
-    out = {"true_copies": int(truth.sum()), "recall": rate(tp, int(truth.sum())),
-           "precision": rate(tp, tp + false)}
-    return out
+    return {"true_copies": int(truth.sum()), "recall": rate(tp, int(truth.sum())), "precision": rate(tp, tp + false)}
 
 
 def choose_relative(negatives: dict, cosine: float, distance: float, verdict: str = "both") -> float | None:
@@ -196,6 +194,7 @@ def calibrate_false_copies(config: CalibrationConfig) -> dict:
     root = paths.out / "runs" / f"false-copies-{tag}"
     k = settings.resolved_k
     iconic = [p for p in load_prompt_set("shapes-audit").prompts if p.category == "iconic"]
+    by_id = {p.id: p for p in iconic}
 
     def audited(run: Path):
         return per_image(audit_memorization(run, index, k=k, progress=progress).table)
@@ -212,7 +211,6 @@ def calibrate_false_copies(config: CalibrationConfig) -> dict:
         run = root / split / "shapes-audit-iconic"
         _generate(run, gen.model, "shapes-audit", "iconic", gen.samples, seed, gen, progress)
         generated = audited(run)
-        by_id = {p.id: p for p in iconic}
         generated["truth"] = [copies_truth(np.asarray(Image.open(run / path).convert("RGB")), scene_of(by_id[pid]))
                               for path, pid in zip(generated.path, generated.prompt_id)]
         # ... and simulated copies (what the simulation made: faithful and loose copies are copies).

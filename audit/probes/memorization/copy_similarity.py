@@ -194,7 +194,8 @@ def relative_distances(distances: np.ndarray, groups: Sequence | None = None, n:
     d = np.asarray(distances, dtype=np.float64)
     if n < 1 or not (alpha > 0):
         raise UserError(f"relative distance needs n >= 1 and alpha > 0, got n={n}, alpha={alpha}")
-    labels = np.arange(len(d)) if groups is None else np.asarray(groups)
+    # object dtype: fixed-width byte strings would drop a fingerprint's trailing zero bytes
+    labels = np.arange(len(d)) if groups is None else np.asarray(groups, dtype=object)
     if len(labels) != len(d):
         raise UserError(f"got {len(d)} distances and {len(labels)} group labels; pass one label per candidate")
     best: dict = {}

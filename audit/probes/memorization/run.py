@@ -264,22 +264,20 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
             valid = [r for r in range(pool_eff) if ids[i, r] >= 0]
             loaded = {r: candidate(int(ids[i, r])) for r in valid}
             missing.update(int(ids[i, r]) for r in valid if loaded[r] is None)
-            dist = np.full(pool_eff, np.nan)
-            groups = np.array([b""] * pool_eff, dtype=object)
+            # Each candidate's fingerprint; an unloadable one is its own group (its distance stays NaN).
+            groups = np.array([loaded[r][1] if loaded.get(r) is not None else f"missing-{r}".encode()
+                               for r in range(pool_eff)], dtype=object)
             # One distance per distinct image: duplicates of a fingerprint share it.
             by_print: dict[bytes, list[int]] = {}
             for r in valid:
                 if loaded[r] is not None:
                     by_print.setdefault(loaded[r][1], []).append(r)
-                    groups[r] = loaded[r][1]
+            dist = np.full(pool_eff, np.nan)
             if by_print:
-                firsts = [rs[0] for rs in by_print.values()]
-                stack = np.stack([loaded[r][0] for r in firsts])
+                stack = np.stack([loaded[rs[0]][0] for rs in by_print.values()])
                 values = np.atleast_1d(tiled_l2(np.broadcast_to(gen, stack.shape), stack, grid, shift))
                 for rs, value in zip(by_print.values(), values):
                     dist[rs] = value
-            unloaded = np.array([g == b"" for g in groups])
-            groups[unloaded] = [f"missing-{r}".encode() for r in np.flatnonzero(unloaded)]
             rel = relative_distances(dist, groups, n=relative_n)
             n_within = int(np.sum(dist <= threshold_distance))
             verdicts = copy_verdict(scores[i, :pool_eff], dist, threshold_cosine, threshold_distance, rel,
@@ -291,7 +289,7 @@ def audit_memorization(run, index, *, clip: str = "builtin", k: int = DEFAULT_K,
                 entry = loaded.get(rank)
                 is_copy = bool(verdicts[rank])
                 save = entry is not None and (neighbours == "all" or is_copy or (neighbours == "top1" and rank == 0))
-                if save:
+                if save and nid not in neighbour_png:  # a memorized image is many generations' neighbour
                     neighbour_png[nid] = np.asarray(idx.load_image(nid), dtype=np.uint8)
                 rows.append({
                     "image_id": s.image_id, "prompt_id": s.prompt_id, "prompt": s.prompt,
