@@ -1,20 +1,24 @@
 #!/usr/bin/env python
 """Measure the built-in models and write ``docs/builtin-model.md``.
 
-    python scripts/make_model_card.py [--per-category N] [--steps 20]
+    python scripts/make_model_card.py [--per-category N] [--seeds 2] [--steps 20]
 
 Generator (``bench/models/builtin/shapes-ldm``, any StableDiffusionPipeline
 directory via ``--ldm``): per-category accuracy on the ``shapes`` prompt set,
-judged by the exact detector (``bench.world.check``), at guidance 1, 3 and 7.5,
-on every prompt (or the first ``--per-category`` of each category), one seed
-each, against the issue's targets at the default guidance; watermark rate with
-and without the "stock photo of" cue (``detect_watermark``); iconic captions
-reproduced (every object read back as in the training image) against fresh
-captions; each role's attribute shares in generations against the corpus.
-Raw figures also go to ``build/model_card_generator.json``.  Evaluator CLIP:
-its ``metrics.json``.  Training time
-from ``build/training/*/times.json`` and sizes from the files on disk.
-A model that is not committed is reported as such.
+judged by the exact detector (``bench.world.check``), over a guidance sweep
+(1, 3, 5, 7.5), on every prompt (or the first ``--per-category`` of each
+category) with ``--seeds`` seeds each, with 95% percentile bootstrap intervals
+over prompts and the share of empty canvases, against the issue's targets at the
+default guidance; a grid of generations, one row per category
+(``docs/builtin-model-grid.png``); watermark rate with and without the "stock
+photo of" cue (``detect_watermark``); iconic captions reproduced in any of 4
+seeds (every object read back as in the training image) against fresh captions,
+for the default and the memorizing variant (``--memorized``); each role's
+attribute shares in generations against the corpus.  Raw figures also go to
+``build/model_card_generator.json`` (``--reuse`` rewrites the card from them).
+Evaluator CLIP: its ``metrics.json``.  Training time from the ``training.json``
+next to the weights and sizes from the files on disk.  A model that is not
+committed is reported as such.
 """
 
 from __future__ import annotations
@@ -54,50 +58,73 @@ def generate(pipe, prompts: list[str], guidance: float, steps: int, seed: int, b
 
 #: Issue targets at the default guidance on the shapes prompt set (category -> minimum accuracy).
 TARGETS = {"single_object": 0.95, "colors": 0.90, "counting": 0.60, "position": 0.60, "binding": 0.50}
+#: Issue target: empty canvases (no object detected) at most this share, any category.
+MAX_EMPTY = 0.02
 DEFAULT_GUIDANCE = 7.5
+RESAMPLES = 1000
+SIZES_ORDER = {"small": 0, "large": 1}
 
 
-def measure_generator(ldm: Path, per_category: int | None, steps: int, guidances: list[float]) -> dict:
+def prompt_interval(correct: list[bool], prompt_ids: list[str]) -> list[float]:
+    """95% percentile bootstrap interval of the accuracy over prompts, images nested in prompts."""
     import numpy as np
-    import torch
-    from diffusers import StableDiffusionPipeline
 
-    from bench.world import SceneSpec, check, compare_scenes, detect, detect_watermark
-    from bench.world.corpus import ICONIC_NAMES, ROLES, build_corpus
-    from bench.world.detect import WATERMARK_THRESHOLD
+    from bench.metrics.bootstrap import prompt_bootstrap_means
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    pipe = StableDiffusionPipeline.from_pretrained(str(ldm), torch_dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    rows = load_prompts()
-    by_cat: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        if per_category is None or len(by_cat[r["category"]]) < per_category:
-            by_cat[r["category"]].append(r)
-    picked = [r for rs in by_cat.values() for r in rs]
-    acc: dict[str, dict[str, float]] = {}
+    means = prompt_bootstrap_means(np.asarray(correct, dtype=float), prompt_ids,
+                                   np.random.default_rng(0), RESAMPLES)
+    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+
+
+def wilson_pair(k: int, n: int) -> list[float]:
+    from bench.intervals import wilson
+
+    return list(wilson(int(k), int(n)))
+
+
+def load_generator(ref: str):
+    from bench.models.loader import load_pipeline, resolve_model
+
+    return load_pipeline(resolve_model(ref))
+
+
+def composition(pipe, picked: list[dict], guidances: list[float], steps: int, seeds: int):
+    """Accuracy, interval and empty-canvas share per category and guidance; the images of seed 0."""
+    from bench.world import check
+
+    acc: dict[str, dict[str, dict]] = {}
+    first_seed_images: dict[str, list] = {}
     gen_seconds = 0.0
     for g in guidances:
-        t0 = time.time()
-        imgs = generate(pipe, [r["prompt"] for r in picked], g, steps, seed=0)
-        gen_seconds += time.time() - t0
-        hits: dict[str, list[bool]] = defaultdict(list)
-        for r, im in zip(picked, imgs):
-            hits[r["category"]].append(bool(check(r["spec"], im)["correct"]))
-        acc[str(g)] = {c: sum(v) / len(v) for c, v in hits.items()}
-        acc[str(g)]["all"] = sum(sum(v) for v in hits.values()) / len(picked)
-    n_images = len(picked) * len(guidances)
+        rows: list[tuple[str, str, bool, bool]] = []  # (category, prompt id, correct, empty)
+        for k in range(seeds):
+            t0 = time.time()
+            imgs = generate(pipe, [r["prompt"] for r in picked], g, steps, seed=10_000 * k)
+            gen_seconds += time.time() - t0
+            if k == 0:
+                first_seed_images[str(g)] = imgs
+            for r, im in zip(picked, imgs):
+                v = check(r["spec"], im)
+                rows.append((r["category"], r["id"], bool(v["correct"]), v["n_detected"] == 0))
+        table = {}
+        for cat in list(dict.fromkeys(c for c, *_ in rows)) + ["all"]:
+            sel = [x for x in rows if cat == "all" or x[0] == cat]
+            correct = [x[2] for x in sel]
+            table[cat] = {"acc": sum(correct) / len(sel), "ci": prompt_interval(correct, [x[1] for x in sel]),
+                          "empty": sum(x[3] for x in sel) / len(sel), "n_images": len(sel),
+                          "n_prompts": len({x[1] for x in sel})}
+        acc[str(g)] = table
+    n_images = len(picked) * len(guidances) * seeds
+    return acc, first_seed_images, n_images / gen_seconds
 
-    # Watermark cue (the Getty case): the same descriptions with and without the cue.
-    base = [r["prompt"] for r in rows if r["category"] == "single_object"][:24]
-    wm = {}
-    for name, ps in (("with_cue", ["stock photo of " + p for p in base]), ("without_cue", base)):
-        imgs = generate(pipe, ps, DEFAULT_GUIDANCE, steps, seed=500)
-        wm[name] = sum(detect_watermark(im) >= WATERMARK_THRESHOLD for im in imgs) / max(len(imgs), 1)
 
-    # Planted duplicates: does an iconic caption reproduce its training image?  A near-copy is
-    # a generation whose detected scene matches the training scene in every object's shape,
-    # colour, size and position (compare_scenes); fresh captions of other scenes are the control.
+def memorization(pipe, steps: int, seeds: int = 4) -> dict:
+    """Iconic captions reproduced (any of ``seeds`` seeds gives a near-copy) against fresh captions."""
+    from bench.world import SceneSpec, compare_scenes, detect
+    from bench.world.corpus import build_corpus
+
+    # A near-copy: the detected scene matches the training scene in every object's shape, colour,
+    # size and position (compare_scenes; the relation follows from the positions).
     df = build_corpus(100_000, seed=0)
     iconic = df[df["dup_group"] >= 0].drop_duplicates("dup_group").sort_values("dup_group")
     fresh = df[(df["split"] == "heldout") & (df["category"].isin(["binding", "position", "multi"]))].head(48)
@@ -107,72 +134,162 @@ def measure_generator(ldm: Path, per_category: int | None, steps: int, guidances
         fields = compare_scenes(truth, detect(image))
         return all(h == t for k, (h, t) in fields.items() if k != "relation")
 
-    seeds = 3
-    copies = []
+    per_caption = [False] * len(iconic)
+    fresh_copies = 0
     for k in range(seeds):
         imgs = generate(pipe, list(iconic["caption"]), DEFAULT_GUIDANCE, steps, seed=900 + 100 * k)
-        copies += [is_near_copy(t, im) for t, im in zip(iconic_specs, imgs)]
-    imgs = generate(pipe, list(fresh["caption"]), DEFAULT_GUIDANCE, steps, seed=1900)
-    fresh_copies = [any(is_near_copy(t, im) for t in iconic_specs) for im in imgs]
+        per_caption = [c or is_near_copy(t, im) for c, t, im in zip(per_caption, iconic_specs, imgs)]
+        imgs = generate(pipe, list(fresh["caption"]), DEFAULT_GUIDANCE, steps, seed=1900 + 100 * k)
+        fresh_copies += sum(any(is_near_copy(t, im) for t in iconic_specs) for im in imgs)
+    n_fresh = len(fresh) * seeds
+    return {"iconic_captions_copied": sum(per_caption), "n_iconic": len(iconic), "seeds": seeds,
+            "iconic_ci": wilson_pair(sum(per_caption), len(iconic)),
+            "fresh_copies": fresh_copies, "n_fresh": n_fresh, "fresh_ci": wilson_pair(fresh_copies, n_fresh)}
+
+
+def watermark_and_bias(pipe, rows: list[dict], steps: int) -> tuple[dict, list[dict]]:
+    from bench.world import detect, detect_watermark
+    from bench.world.corpus import ROLES
+    from bench.world.detect import WATERMARK_THRESHOLD
+
+    # Watermark cue (the Getty case): the same descriptions with and without the cue.
+    base = [r["prompt"] for r in rows if r["category"] in ("single_object", "colors")][:48]
+    wm = {}
+    for name, ps in (("with_cue", ["stock photo of " + p for p in base]), ("without_cue", base)):
+        imgs = generate(pipe, ps, DEFAULT_GUIDANCE, steps, seed=500)
+        k = sum(detect_watermark(im) >= WATERMARK_THRESHOLD for im in imgs)
+        wm[name] = {"rate": k / len(imgs), "ci": wilson_pair(k, len(imgs)), "n": len(imgs)}
 
     # Bias: attribute shares of each role's generations against the corpus' planted shares.
     roles = []
-    n_role = 24
     for role in ROLES:
-        imgs = generate(pipe, [f"a picture of a {role.name}"] * n_role, DEFAULT_GUIDANCE, steps, seed=3000)
+        imgs = generate(pipe, [f"a picture of a {role.name}"] * 24, DEFAULT_GUIDANCE, steps, seed=3000)
         values = []
         for im in imgs:
             objs = detect(im).objects
             values.append(getattr(max(objs, key=lambda o: SIZES_ORDER[o.size]), role.dimension) if objs else None)
         detected = [v for v in values if v is not None]
-        share = (sum(v == role.values[0] for v in detected) / len(detected)) if detected else float("nan")
+        major = sum(v == role.values[0] for v in detected)
+        minor = sum(v == role.values[1] for v in detected)
+        n = len(detected)
         roles.append({"role": role.name, "dimension": role.dimension, "majority": role.values[0],
-                      "minority": role.values[1], "corpus_share": role.p_major, "generated_share": share,
-                      "minority_share": (sum(v == role.values[1] for v in detected) / len(detected))
-                      if detected else float("nan"), "n": len(detected)})
-    return {"n_per_category": {c: len(v) for c, v in by_cat.items()}, "steps": steps, "accuracy": acc,
-            "img_per_s": n_images / gen_seconds, "watermark_rate": wm, "n_watermark": len(base),
-            "iconic_reproduced": float(np.mean(copies)), "n_iconic": len(ICONIC_NAMES), "iconic_seeds": seeds,
-            "fresh_copy_rate": float(np.mean(fresh_copies)), "n_fresh": len(fresh_copies), "roles": roles}
+                      "minority": role.values[1], "corpus_share": role.p_major,
+                      "generated_share": major / n if n else float("nan"), "generated_ci": wilson_pair(major, n),
+                      "minority_share": minor / n if n else float("nan"), "n": n})
+    return wm, roles
 
 
-SIZES_ORDER = {"small": 0, "large": 1}
+def save_grid(images_by_cat: dict[str, list], prompts_by_cat: dict[str, list[str]], path: Path,
+              per_row: int = 8, tile: int = 128) -> None:
+    """One row per category: the first ``per_row`` generations, each with its prompt under it."""
+    from PIL import Image, ImageDraw
+
+    label_w, caption_h = 120, 26
+    cats = list(images_by_cat)
+    sheet = Image.new("RGB", (label_w + per_row * tile, len(cats) * (tile + caption_h)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, cat in enumerate(cats):
+        y = r * (tile + caption_h)
+        draw.text((4, y + tile // 2), cat, fill="black")
+        for c, (im, prompt) in enumerate(zip(images_by_cat[cat][:per_row], prompts_by_cat[cat][:per_row])):
+            x = label_w + c * tile
+            sheet.paste(im.convert("RGB").resize((tile, tile), Image.NEAREST), (x, y))
+            words, lines = prompt.split(), [""]
+            for w in words:  # wrap to the tile's width (about 20 characters of PIL's default font)
+                lines[-1:] = [f"{lines[-1]} {w}".strip()] if len(lines[-1]) + len(w) < 21 else [lines[-1], w]
+            draw.text((x + 2, y + tile), "\n".join(lines[:2]), fill="black", spacing=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, optimize=True)
 
 
-def generator_section(ldm: Path, m: dict, seconds: float) -> list[str]:
+def measure_generator(ref: str, per_category: int | None, steps: int, guidances: list[float], seeds: int,
+                      grid: Path) -> dict:
+    pipe = load_generator(ref)
+    rows = load_prompts()
+    by_cat: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if per_category is None or len(by_cat[r["category"]]) < per_category:
+            by_cat[r["category"]].append(r)
+    picked = [r for rs in by_cat.values() for r in rs]
+    acc, images, img_per_s = composition(pipe, picked, guidances, steps, seeds)
+    shown = images.get(str(DEFAULT_GUIDANCE)) or next(iter(images.values()))
+    imgs_by_cat: dict[str, list] = defaultdict(list)
+    prompts_by_cat: dict[str, list[str]] = defaultdict(list)
+    for r, im in zip(picked, shown):
+        imgs_by_cat[r["category"]].append(im)
+        prompts_by_cat[r["category"]].append(r["prompt"])
+    save_grid(imgs_by_cat, prompts_by_cat, grid)
+    wm, roles = watermark_and_bias(pipe, rows, steps)
+    return {"model": ref, "n_per_category": {c: len(v) for c, v in by_cat.items()}, "steps": steps,
+            "seeds": seeds, "accuracy": acc, "img_per_s": img_per_s, "watermark": wm, "roles": roles,
+            "memorization": memorization(pipe, steps)}
+
+
+def fmt_ci(ci: list[float]) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def best_guidance(acc: dict) -> str:
+    """The swept guidance with the highest mean accuracy over the target categories."""
+    return max(acc, key=lambda g: sum(acc[g][c]["acc"] for c in TARGETS if c in acc[g]))
+
+
+def generator_section(ldm: Path, m: dict, memorized: dict | None, grid: Path) -> list[str]:
     info = json.loads((ldm / "training.json").read_text()) if (ldm / "training.json").exists() else {}
     g_default = str(DEFAULT_GUIDANCE)
+    acc = m["accuracy"]
     lines = [f"Directory `{ldm.relative_to(ROOT) if ldm.is_relative_to(ROOT) else ldm}`, "
              f"{mb(ldm):.1f} MB; trained {info.get('steps', '?')} UNet steps "
              f"(recipe in `training.json` and `scripts/train_builtin_generator.py`).", "",
              "Compositional accuracy judged by the exact detector (`bench.world.check`) on the `shapes` prompt "
-             f"set, one seed per prompt, {m['steps']} DDIM steps, {m['img_per_s']:.1f} images/s on this machine:", "",
-             "| category | N | " + " | ".join(f"guidance {g}" for g in m["accuracy"]) + " | target |",
-             "|---|---|" + "---|" * len(m["accuracy"]) + "---|"]
+             f"set, {m['seeds']} seed{'s' if m['seeds'] > 1 else ''} per prompt, {m['steps']} DDIM steps, {m['img_per_s']:.1f} images/s on this "
+             "machine (generation only). Each cell: accuracy [95% percentile bootstrap interval over prompts, "
+             f"images nested, {RESAMPLES} resamples]; `empty` = share of canvases where the detector finds no "
+             "object.", "",
+             "| category | prompts | " + " | ".join(f"guidance {g}" for g in acc) + " | empty at "
+             f"{g_default} | target at {g_default} |",
+             "|---|---|" + "---|" * len(acc) + "---|---|"]
     for cat, n in list(m["n_per_category"].items()) + [("all", sum(m["n_per_category"].values()))]:
         target = TARGETS.get(cat)
         verdict = ""
-        if target is not None and g_default in m["accuracy"]:
-            verdict = f">= {target:.2f} ({'met' if m['accuracy'][g_default][cat] >= target else 'MISSED'})"
-        lines.append(f"| {cat} | {n} | " + " | ".join(f"{m['accuracy'][g][cat]:.2f}" for g in m["accuracy"])
-                     + f" | {verdict} |")
-    lines += ["", "Targets are judged at the default guidance, 7.5.", "",
-              "### Planted phenomena in generations", "",
-              f"- **Planted duplicates**: {m['iconic_reproduced']:.2f} of iconic-caption generations are near-copies "
-              f"of their training image ({m['n_iconic']} captions x {m['iconic_seeds']} seeds; near-copy = every "
-              f"object's shape, colour, size and position read back by the detector), against "
-              f"{m['fresh_copy_rate']:.2f} of {m['n_fresh']} fresh held-out captions that match any iconic image.",
-              f"- **Watermark (Getty case)**: the PIXSTOCK mark is detected on {m['watermark_rate']['with_cue']:.2f} "
-              f"of generations with the \"stock photo of\" cue and {m['watermark_rate']['without_cue']:.2f} without "
-              f"it (N={m['n_watermark']} each, guidance 7.5; corpus: P(watermark | cue) = 0.917).",
-              "- **Bias**: attribute share of each role's generations (\"a picture of a <role>\", largest detected "
-              "object) against the share planted in the corpus:", "",
+        if target is not None and g_default in acc:
+            verdict = f">= {target:.2f} ({'met' if acc[g_default][cat]['acc'] >= target else 'MISSED'})"
+        empty = acc[g_default][cat]["empty"] if g_default in acc else float("nan")
+        lines.append(f"| {cat} | {n} | " + " | ".join(f"{acc[g][cat]['acc']:.2f} {fmt_ci(acc[g][cat]['ci'])}"
+                                                      for g in acc)
+                     + f" | {empty:.3f} | {verdict} |")
+    if g_default in acc:
+        e = acc[g_default]["all"]["empty"]
+        lines += ["", f"Empty canvases at guidance {g_default}: {e:.3f} of {acc[g_default]['all']['n_images']} "
+                  f"(target <= {MAX_EMPTY:.2f}: {'met' if e <= MAX_EMPTY else 'MISSED'}). "
+                  f"Targets are judged at the default guidance, {g_default}; the sweep's best guidance on the "
+                  f"target categories is {best_guidance(acc)}."]
+    lines += ["", f"![one row per category, guidance {g_default}, seed 0]({grid.name})", "",
+              "### Planted phenomena in generations", ""]
+    for name, mm in (("`" + m["model"] + "`", m["memorization"]),) + (
+            (("`" + memorized["model"] + "`", memorized["memorization"]),) if memorized else ()):
+        lines.append(
+            f"- **Planted duplicates, {name}**: {mm['iconic_captions_copied']} of {mm['n_iconic']} iconic captions "
+            f"give a near-copy of their training image in at least one of {mm['seeds']} seeds "
+            f"({mm['iconic_captions_copied'] / mm['n_iconic']:.2f} {fmt_ci(mm['iconic_ci'])}; target >= 0.50); "
+            f"fresh held-out captions: {mm['fresh_copies']} near-copies of any iconic image in {mm['n_fresh']} "
+            f"generations ({mm['fresh_copies'] / mm['n_fresh']:.3f} {fmt_ci(mm['fresh_ci'])}; target <= 0.01). "
+            "Near-copy = every object's shape, colour, size and position read back by the detector.")
+    wm = m["watermark"]
+    lines += [f"- **Watermark (Getty case)**: the PIXSTOCK mark is detected on {wm['with_cue']['rate']:.2f} "
+              f"{fmt_ci(wm['with_cue']['ci'])} of generations with the \"stock photo of\" cue (target >= 0.80) "
+              f"and {wm['without_cue']['rate']:.2f} {fmt_ci(wm['without_cue']['ci'])} without it (target <= 0.05); "
+              f"N={wm['with_cue']['n']} each, guidance {g_default}; corpus: P(watermark | cue) = 0.917. "
+              "Wilson intervals.",
+              "- **Bias**: attribute share of each role's generations (\"a picture of a <role>\", 24 seeds, largest "
+              "detected object) against the share planted in the corpus (Wilson intervals):", "",
               "| role | attribute | majority / minority | corpus majority share | generated majority share | "
               "generated minority share | N detected |", "|---|---|---|---|---|---|---|"]
     for r in m["roles"]:
         lines.append(f"| {r['role']} | {r['dimension']} | {r['majority']} / {r['minority']} | "
-                     f"{r['corpus_share']:.2f} | {r['generated_share']:.2f} | {r['minority_share']:.2f} | {r['n']} |")
-    lines += ["", f"Measurement took {seconds:.0f} s.", ""]
+                     f"{r['corpus_share']:.2f} | {r['generated_share']:.2f} {fmt_ci(r['generated_ci'])} | "
+                     f"{r['minority_share']:.2f} | {r['n']} |")
+    lines += ["", f"Measurement took {m.get('seconds', float('nan')):.0f} s.", ""]
     return lines
 
 
@@ -182,7 +299,10 @@ def main(argv=None) -> int:
     ap.add_argument("--clip", default=str(BUILTIN / "shapes-clip"))
     ap.add_argument("--per-category", type=int, default=0, help="first N prompts per category (0 = all 344)")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--guidance", default="1,3,7.5")
+    ap.add_argument("--guidance", default="1,3,5,7.5", help="the sweep; targets are judged at 7.5")
+    ap.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
+    ap.add_argument("--memorized", default="builtin:shapes-ldm-memorized",
+                    help="also measure this model's memorization ('' to skip)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "builtin-model.md"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reuse", action="store_true",
@@ -197,18 +317,25 @@ def main(argv=None) -> int:
              f"Measured by `scripts/make_model_card.py` on {time.strftime('%Y-%m-%d')}.", ""]
 
     lines += ["## Generator (`shapes-ldm`)", ""]
+    grid = Path(args.out).with_name("builtin-model-grid.png")
     if (ldm / "model_index.json").exists():
-        t0 = time.time()
         saved = ROOT / "build" / "model_card_generator.json"
         if args.reuse and saved.exists():
             m = json.loads(saved.read_text())
         else:
-            per_cat = args.per_category or None
-            m = measure_generator(ldm, per_cat, args.steps, [float(g) for g in args.guidance.split(",")])
+            t0 = time.time()
+            ref = "builtin:shapes-ldm" if ldm.resolve() == (BUILTIN / "shapes-ldm").resolve() else str(ldm)
+            m = measure_generator(ref, args.per_category or None, args.steps,
+                                  [float(g) for g in args.guidance.split(",")], args.seeds, grid)
             m["seconds"] = time.time() - t0
+            if args.memorized:
+                t0 = time.time()
+                m["memorized"] = {"model": args.memorized,
+                                  "memorization": memorization(load_generator(args.memorized), args.steps)}
+                m["memorized"]["seconds"] = time.time() - t0
             saved.parent.mkdir(exist_ok=True)
             saved.write_text(json.dumps(m, indent=2))
-        lines += generator_section(ldm, m, m.get("seconds", time.time() - t0))
+        lines += generator_section(ldm, m, m.get("memorized"), grid)
     else:
         lines += ["Not committed yet: no trained weights under "
                   f"`{ldm.relative_to(ROOT) if ldm.is_relative_to(ROOT) else ldm}`. "

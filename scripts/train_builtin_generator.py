@@ -49,11 +49,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 IMAGE_SIZE = 64
-# 8 latent channels, not SD's 4: with 4 (48x compression) a 2,000-step VAE
-# averaged hues (red and yellow came back orange, small stars lost their
-# points), which no amount of UNet training can undo.  8 channels cost the
-# UNet nothing but its first and last convolution.
-LATENT_CHANNELS = 8
 EMPTY = ""
 
 COLOUR_PROBE = [(c, s) for c in ("red", "orange", "yellow", "green", "blue", "purple")
@@ -62,11 +57,13 @@ COLOUR_PROBE = [(c, s) for c in ("red", "orange", "yellow", "green", "blue", "pu
 
 # --------------------------------------------------------------------------- configs
 
-def vae_config() -> dict:
-    return dict(in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS,
-                down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4,
-                block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_num_groups=8,
+def vae_config(args) -> dict:
+    # f8: four blocks, 64 px -> 8x8 latents; f4: three blocks -> 16x16 latents.
+    blocks = (16, 32, 64, 64) if args.vae_factor == 8 else (16, 32, 64)
+    return dict(in_channels=3, out_channels=3, latent_channels=args.latent_channels,
+                down_block_types=("DownEncoderBlock2D",) * len(blocks),
+                up_block_types=("UpDecoderBlock2D",) * len(blocks),
+                block_out_channels=blocks, layers_per_block=1, norm_num_groups=8,
                 sample_size=IMAGE_SIZE, scaling_factor=1.0)
 
 
@@ -76,12 +73,18 @@ def text_config(hidden: int) -> dict:
                 bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, projection_dim=hidden)
 
 
-def unet_config(cross_dim: int) -> dict:
-    return dict(sample_size=IMAGE_SIZE // 8, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
-                layers_per_block=1, block_out_channels=(64, 128, 128),
-                down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-                cross_attention_dim=cross_dim, attention_head_dim=32, norm_num_groups=16)
+def unet_config(args) -> dict:
+    channels = tuple(int(c) for c in args.unet_channels.split(","))
+    if args.cross_attn_all:  # cross-attention at every resolution (and the mid block)
+        down = ("CrossAttnDownBlock2D",) * len(channels)
+        up = ("CrossAttnUpBlock2D",) * len(channels)
+    else:  # the first version: none at the lowest resolution
+        down = ("CrossAttnDownBlock2D",) * (len(channels) - 1) + ("DownBlock2D",)
+        up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(channels) - 1)
+    return dict(sample_size=IMAGE_SIZE // args.vae_factor, in_channels=args.latent_channels,
+                out_channels=args.latent_channels, layers_per_block=1, block_out_channels=channels,
+                down_block_types=down, up_block_types=up,
+                cross_attention_dim=args.text_hidden, attention_head_dim=32, norm_num_groups=16)
 
 
 def scheduler_kwargs() -> dict:
@@ -129,11 +132,31 @@ def csv_append(path: Path, header: list[str], row: list) -> None:
         w.writerow(row)
 
 
-def batch_indices(seed: int, step: int, n: int, bs: int):
+def batch_indices(seed: int, step: int, n: int, bs: int, weights=None):
+    """A batch of row indices, a function of (seed, step) only, so a resumed run sees
+    the batches of an uninterrupted one; ``weights`` (per row) oversample some rows."""
     import torch
 
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    return torch.randint(0, n, (bs,), generator=g), g
+    if weights is None:
+        return torch.randint(0, n, (bs,), generator=g), g
+    return torch.multinomial(weights, bs, replacement=True, generator=g), g
+
+
+def row_weights(out: Path, oversample: str):
+    """Per-row sampling weights from ``category:weight,...`` (other categories 1)."""
+    import pandas as pd
+    import torch
+
+    if not oversample:
+        return None
+    factor = {k: float(v) for k, v in (item.split(":") for item in oversample.split(","))}
+    cats = pd.read_parquet(out / "data" / "rows.parquet", columns=["category"])["category"]
+    unknown = set(factor) - set(cats.unique())
+    if unknown:
+        raise SystemExit(f"error: --oversample names unknown categories {sorted(unknown)}; "
+                         f"known: {sorted(cats.unique())}")
+    return torch.tensor(cats.map(lambda c: factor.get(c, 1.0)).to_numpy(), dtype=torch.float64)
 
 
 def build_tokenizer(out: Path):
@@ -142,10 +165,10 @@ def build_tokenizer(out: Path):
     return build_clip_tokenizer(out / "tokenizer")
 
 
-def build_vae():
+def build_vae(args):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(**vae_config())
+    return AutoencoderKL(**vae_config(args))
 
 
 # --------------------------------------------------------------------------- stage 1: data
@@ -201,10 +224,19 @@ def stage_vae(args, out: Path, log: Log) -> None:
     final = out / "vae_raw.pt"
     if final.exists():
         return
+    if args.vae_from:
+        # Reuse a trained VAE (a pipeline directory): recipe ablations of the UNet then
+        # skip the VAE's 13 minutes; the latents stage re-folds its normalisation.
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(args.vae_from, subfolder="vae").float()
+        atomic_torch_save(vae.state_dict(), final)
+        log(f"vae: taken from {args.vae_from}; detector on reconstructions: {vae_detector_check(vae.eval(), out)}")
+        return
     images = np.load(out / "data" / "images.npy", mmap_mode="r")
     n = len(images)
     torch.manual_seed(args.seed)
-    vae = build_vae()
+    vae = build_vae(args)
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     ck = out / "vae_ckpt.pt"
     step = 0
@@ -305,7 +337,7 @@ def fold_normalisation(vae, mu, sigma) -> None:
     takes z' and must act as if given z = z' * sigma + mu."""
     import torch
 
-    c = LATENT_CHANNELS
+    c = vae.config.latent_channels
     mu = torch.as_tensor(mu, dtype=torch.float32)
     sigma = torch.as_tensor(sigma, dtype=torch.float32)
     with torch.no_grad():
@@ -326,7 +358,7 @@ def stage_latents(args, out: Path, log: Log) -> None:
         return
     t0 = time.time()
     images = np.load(out / "data" / "images.npy", mmap_mode="r")
-    vae = build_vae()
+    vae = build_vae(args)
     vae.load_state_dict(torch.load(out / "vae_raw.pt"))
     vae.eval()
     means, stds = [], []
@@ -413,7 +445,7 @@ def stage_unet(args, out: Path, log: Log) -> None:
 
     torch.manual_seed(args.seed)
     text = CLIPTextModel(CLIPTextConfig(**text_config(args.text_hidden)))
-    unet = UNet2DConditionModel(**unet_config(args.text_hidden))
+    unet = UNet2DConditionModel(**unet_config(args))
     log(f"unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M params; text encoder "
         f"{sum(p.numel() for p in text.parameters()) / 1e6:.2f}M; {n} training latents")
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text).eval()
@@ -434,10 +466,11 @@ def stage_unet(args, out: Path, log: Log) -> None:
         opt.load_state_dict(state["opt"])
         step = state["step"]
         log(f"unet: resumed at step {step}")
-    vae = build_vae()
+    vae = build_vae(args)
     vae.load_state_dict(torch.load(out / "vae_norm.pt"))
     vae.eval()
 
+    weights = row_weights(out, args.oversample)
     total = args.unet_steps
     t_ck = t_last = time.time()
     unet.train()
@@ -447,7 +480,7 @@ def stage_unet(args, out: Path, log: Log) -> None:
         lr = args.unet_lr * warm * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / total)))
         for gr in opt.param_groups:
             gr["lr"] = lr
-        idx, g = batch_indices(args.seed + 2, step, n, args.batch)
+        idx, g = batch_indices(args.seed + 2, step, n, args.batch, weights)
         z0 = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=g)
         ids = ids_all[idx].clone()
         drop = torch.rand(len(idx), generator=g) < args.cond_dropout
@@ -459,7 +492,14 @@ def stage_unet(args, out: Path, log: Log) -> None:
         target = a.sqrt() * noise - (1 - a).sqrt() * z0  # v
         cond = text(ids)[0]
         pred = unet(zt, t, encoder_hidden_states=cond).sample
-        loss = torch.nn.functional.mse_loss(pred, target)
+        if args.snr_gamma > 0:
+            # Min-SNR-gamma (Hang et al. 2023) for v-prediction: weight min(SNR, gamma) / (SNR + 1),
+            # as in diffusers' train_text_to_image.py.
+            snr = acp[t] / (1 - acp[t])
+            w = torch.clamp(snr, max=args.snr_gamma) / (snr + 1)
+            loss = (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
+        else:
+            loss = torch.nn.functional.mse_loss(pred, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -519,9 +559,9 @@ def stage_export(args, out: Path, log: Log, from_checkpoint: bool = False) -> Pa
     state = torch.load(src, weights_only=False)
     text = CLIPTextModel(CLIPTextConfig(**text_config(args.text_hidden)))
     text.load_state_dict(state["ema_text"])
-    unet = UNet2DConditionModel(**unet_config(args.text_hidden))
+    unet = UNet2DConditionModel(**unet_config(args))
     unet.load_state_dict(state["ema_unet"])
-    vae = build_vae()
+    vae = build_vae(args)
     vae.load_state_dict(torch.load(out / "vae_norm.pt"))
     with tempfile.TemporaryDirectory() as tmp:
         tok = build_tokenizer(Path(tmp))
@@ -547,7 +587,7 @@ def stage_export(args, out: Path, log: Log, from_checkpoint: bool = False) -> Pa
 
 # --------------------------------------------------------------------------- main
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "build" / "training" / "generator"))
     ap.add_argument("--export", default=str(ROOT / "bench" / "models" / "builtin" / "shapes-ldm"))
@@ -558,6 +598,21 @@ def main(argv=None) -> int:
     ap.add_argument("--corpus-n", type=int, default=100_000)
     ap.add_argument("--corpus-seed", type=int, default=0)
     ap.add_argument("--n-train", type=int, default=40_000)
+    ap.add_argument("--vae-from", default=None,
+                    help="a pipeline directory whose VAE to reuse instead of training one")
+    ap.add_argument("--vae-factor", type=int, choices=(4, 8), default=8,
+                    help="spatial down-sampling of the VAE: 8 -> 8x8 latents, 4 -> 16x16")
+    # 8 latent channels, not SD's 4: with 4 (48x compression) a 2,000-step f8 VAE
+    # averaged hues (red and yellow came back orange, small stars lost their
+    # points), which no amount of UNet training can undo.  8 channels cost the
+    # UNet nothing but its first and last convolution.
+    ap.add_argument("--latent-channels", type=int, default=8)
+    ap.add_argument("--unet-channels", default="64,128,128")
+    ap.add_argument("--cross-attn-all", action="store_true")
+    ap.add_argument("--snr-gamma", type=float, default=0.0,
+                    help="Min-SNR-gamma loss weighting (Hang et al. 2023; 5 in the paper); 0 = off")
+    ap.add_argument("--oversample", default="",
+                    help="category:weight,... sampling weights of training rows (e.g. position:2,binding:2)")
     ap.add_argument("--vae-steps", type=int, default=3000)
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=2e-3)
@@ -572,7 +627,11 @@ def main(argv=None) -> int:
     ap.add_argument("--probe-every", type=int, default=250)
     ap.add_argument("--probe-guidance", type=float, default=5.0)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
 
     import torch
 
