@@ -434,7 +434,8 @@ def stage_unet(args, out: Path, log: Log) -> None:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     final = out / "unet_final.pt"
-    if final.exists():
+    # Done, unless asked for more steps than it has: then it continues from the last checkpoint.
+    if final.exists() and torch.load(final, weights_only=False)["step"] >= args.unet_steps:
         return
     lat = torch.load(out / "latents.pt")
     mean, std = lat["mean"], lat["std"]
