@@ -154,3 +154,81 @@ def test_noise_and_generator_failures_are_not_shapes():
     pixel = [rng.integers(0, 256, (64, 64, 3)).astype(np.uint8) for _ in range(20)]
     found = [len(detect_objects(img)) for img in smooth + pixel]
     assert sum(n > 0 for n in found) <= 2, found
+
+
+def _noise_images(seed):
+    """Pixel noise the colour gates must reject: uniform noise, and Gaussian noise at the levels
+    that leave object-sized coloured specks (without the gates, 16 to 95 of 100 images at each level give
+    'objects'; measured for bench/world/detect.py's MIN_HUE_PURITY / MIN_HUE_CONCENTRATION)."""
+    rng = np.random.default_rng(seed)
+    white = np.asarray(render(SceneSpec((), background="white")), dtype=np.float64)
+    grey = np.asarray(render(SceneSpec((), background="light_grey")), dtype=np.float64)
+    images = [rng.integers(0, 256, (64, 64, 3)).astype(np.uint8) for _ in range(5)]
+    for base, sigma in ((128.0, 12.0), (grey, 12.0), (grey, 15.0), (white, 20.0), (white, 25.0)):
+        images += [np.clip(base + rng.normal(0.0, sigma, (64, 64, 3)), 0, 255).astype(np.uint8) for _ in range(5)]
+    return images
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_uniform_and_gaussian_noise_yield_no_objects(seed):
+    from bench.world import detect_objects
+
+    found = [len(detect_objects(img)) for img in _noise_images(seed)]
+    assert sum(found) == 0, found
+
+
+def test_noise_test_would_catch_a_missing_colour_gate(monkeypatch):
+    """The noise above is hard enough: without the colour gates it does yield objects."""
+    import importlib
+
+    detect_module = importlib.import_module("bench.world.detect")  # bench.world.detect is also a function
+
+    monkeypatch.setattr(detect_module, "MIN_HUE_PURITY", 0.0)
+    monkeypatch.setattr(detect_module, "MIN_HUE_CONCENTRATION", 0.0)
+    found = [len(detect_module.detect_objects(img)) for seed in range(2) for img in _noise_images(seed)]
+    assert sum(n > 0 for n in found) >= 10, found
+
+
+def _recoloured(spec, hue_of_column):
+    """``spec`` rendered on white, each object pixel's hue replaced by ``hue_of_column(x)`` (same
+    coverage and palette chroma), then softened as a generator's edges are (Gaussian blur)."""
+    import colorsys
+
+    from scipy import ndimage
+
+    from bench.world.vocab import COLOURS, colour_chroma
+
+    arr = np.asarray(render(spec), dtype=np.float64)
+    coverage = (arr.max(axis=2) - arr.min(axis=2)) / colour_chroma(spec.objects[0].colour)
+    r, g, b = (c / 255.0 for c in COLOURS[spec.objects[0].colour])
+    _, s, v = colorsys.rgb_to_hsv(r, g, b)
+    out = np.full_like(arr, 255.0)
+    for x in range(arr.shape[1]):
+        rgb = 255.0 * np.array(colorsys.hsv_to_rgb((hue_of_column(x) % 360.0) / 360.0, s, v))
+        out[:, x] = 255.0 * (1 - coverage[:, x, None]) + coverage[:, x, None] * rgb
+    return np.clip(ndimage.gaussian_filter(out, (0.7, 0.7, 0)), 0, 255).astype(np.uint8)
+
+
+def test_an_object_drifting_across_two_palette_hues_is_read():
+    """shapes-ldm draws objects whose hue drifts across a palette border (orange into yellow):
+    less than 80% of the chroma votes for one colour, yet it is one object
+    (docs/detector-on-generations.md)."""
+    from bench.world import detect_objects
+    from bench.world.detect import _COLOUR_NAMES, _hue_and_chroma, _nearest_palette
+
+    spec = SceneSpec((ObjectSpec("star", "orange", "large", 0.5, 0.5),), background="white")
+    img = _recoloured(spec, lambda x: 22.0 + 36.0 * (x - 20) / 24)  # hue 22 -> 58 across the star
+    hue, chroma = _hue_and_chroma(img.astype(np.float64))
+    on = chroma >= 24
+    votes = np.bincount(_nearest_palette(hue[on]), weights=chroma[on], minlength=len(_COLOUR_NAMES))
+    assert votes.max() < 0.8 * votes.sum()  # the old purity gate alone would drop it
+    assert [(o.shape, o.colour, o.size) for o in detect_objects(img)] == [("star", "orange", "large")]
+
+
+def test_touching_objects_of_far_apart_colours_are_not_one_shape():
+    """Purple and yellow halves (136 degrees apart): neither gate passes."""
+    from bench.world import detect_objects
+
+    spec = SceneSpec((ObjectSpec("square", "purple", "large", 0.5, 0.5),), background="white")
+    img = _recoloured(spec, lambda x: 279.0 if x < 32 else 55.0)
+    assert detect_objects(img) == []
