@@ -388,6 +388,65 @@ def stage_latents(args, out: Path, log: Log) -> None:
     log.add_time("latents", time.time() - t0)
 
 
+# --------------------------------------------------------------------------- stage 3b: text
+
+def stage_text(args, out: Path, log: Log) -> None:
+    """Contrastive pre-training of the text encoder against the training latents (CLIP's
+    symmetric InfoNCE, Radford et al. 2021), on the generator's own split, before the UNet.
+
+    Stable Diffusion conditions on a frozen, contrastively pre-trained text tower; trained
+    jointly from scratch with the diffusion loss, ours learns colour words but not binding
+    or position.  The image tower is a small convolutional net on the VAE latents (the
+    images' own code, so no second encoder of pixels); it is thrown away afterwards."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    final = out / "text_pretrained.pt"
+    if final.exists():
+        return
+    t0 = time.time()
+    lat = torch.load(out / "latents.pt")
+    mean = lat["mean"].float()
+    ids_all = torch.from_numpy(np.load(out / "data" / "input_ids.npy")).long()
+    n, c, h, _ = mean.shape
+    torch.manual_seed(args.seed)
+    text = CLIPTextModel(CLIPTextConfig(**text_config(args.text_hidden)))
+    dim = args.text_hidden
+    layers = [torch.nn.Conv2d(c, 64, 3, padding=1), torch.nn.GELU()]
+    side = h
+    while side > 4:  # stride down to 4x4, keeping where things are
+        layers += [torch.nn.Conv2d(64, 64, 3, stride=2, padding=1), torch.nn.GELU()]
+        side //= 2
+    image_tower = torch.nn.Sequential(*layers, torch.nn.Flatten(), torch.nn.Linear(64 * side * side, dim))
+    text_proj = torch.nn.Linear(dim, dim, bias=False)
+    logit_scale = torch.nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
+    params = list(text.parameters()) + list(image_tower.parameters()) + list(text_proj.parameters()) + [logit_scale]
+    opt = torch.optim.AdamW(params, lr=args.text_lr, weight_decay=0.01)
+    text.train()
+    for step in range(args.text_steps):
+        lr = args.text_lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + np.cos(np.pi * step / args.text_steps))
+        for gr in opt.param_groups:
+            gr["lr"] = lr
+        idx, _ = batch_indices(args.seed + 3, step, n, args.text_batch)
+        img = torch.nn.functional.normalize(image_tower(mean[idx]), dim=-1)
+        txt = torch.nn.functional.normalize(text_proj(text(ids_all[idx]).pooler_output), dim=-1)
+        logits = logit_scale.clamp(max=np.log(100)).exp() * img @ txt.T
+        # Rows with the same caption are not negatives of each other (iconic duplicates).
+        same = (ids_all[idx][:, None, :] == ids_all[idx][None, :, :]).all(-1)
+        target = same.float() / same.float().sum(1, keepdim=True)
+        loss = 0.5 * (torch.nn.functional.cross_entropy(logits, target)
+                      + torch.nn.functional.cross_entropy(logits.T, target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % 50 == 0:
+            acc = (logits.argmax(1) == torch.arange(len(idx))).float().mean().item()
+            log(f"text: step {step + 1}/{args.text_steps} loss {loss.item():.3f} in-batch top-1 {acc:.2f}")
+    atomic_torch_save(text.state_dict(), final)
+    log(f"text: pre-trained in {time.time() - t0:.0f}s")
+    log.add_time("text", time.time() - t0)
+
+
 # --------------------------------------------------------------------------- stage 4: unet
 
 def make_scheduler(kind: str = "ddim"):
@@ -449,11 +508,16 @@ def stage_unet(args, out: Path, log: Log) -> None:
     unet = UNet2DConditionModel(**unet_config(args))
     log(f"unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M params; text encoder "
         f"{sum(p.numel() for p in text.parameters()) / 1e6:.2f}M; {n} training latents")
+    if args.text_init == "pretrained":
+        text.load_state_dict(torch.load(out / "text_pretrained.pt"))
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text).eval()
     for p in list(ema_unet.parameters()) + list(ema_text.parameters()):
         p.requires_grad_(False)
     params = list(unet.parameters()) + list(text.parameters())
-    opt = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=0.01)
+    # The text encoder's learning rate is a fraction of the UNet's (0 = frozen).
+    opt = torch.optim.AdamW([{"params": list(unet.parameters()), "scale": 1.0},
+                             {"params": list(text.parameters()), "scale": args.text_lr_scale}],
+                            lr=args.unet_lr, weight_decay=0.01)
     sched = make_scheduler("ddpm")
     acp = sched.alphas_cumprod
     ck = out / "unet_ckpt.pt"
@@ -480,7 +544,7 @@ def stage_unet(args, out: Path, log: Log) -> None:
         warm = min(1.0, (step + 1) / args.warmup)
         lr = args.unet_lr * warm * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / total)))
         for gr in opt.param_groups:
-            gr["lr"] = lr
+            gr["lr"] = lr * gr["scale"]
         idx, g = batch_indices(args.seed + 2, step, n, args.batch, weights)
         z0 = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=g)
         ids = ids_all[idx].clone()
@@ -614,6 +678,13 @@ def parse_args(argv=None):
                     help="Min-SNR-gamma loss weighting (Hang et al. 2023; 5 in the paper); 0 = off")
     ap.add_argument("--oversample", default="",
                     help="category:weight,... sampling weights of training rows (e.g. position:2,binding:2)")
+    ap.add_argument("--text-init", choices=("scratch", "pretrained"), default="scratch",
+                    help="start the text encoder from scratch or from the contrastive 'text' stage")
+    ap.add_argument("--text-lr-scale", type=float, default=1.0,
+                    help="text encoder learning rate as a fraction of the UNet's (0 = frozen)")
+    ap.add_argument("--text-steps", type=int, default=1000)
+    ap.add_argument("--text-batch", type=int, default=256)
+    ap.add_argument("--text-lr", type=float, default=2e-3)
     ap.add_argument("--vae-steps", type=int, default=3000)
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=2e-3)
@@ -649,6 +720,8 @@ def main(argv=None) -> int:
         stage_vae(args, out, log)
     if "latents" in stages:
         stage_latents(args, out, log)
+    if "text" in stages or (args.text_init == "pretrained" and "unet" in stages):
+        stage_text(args, out, log)
     if "unet" in stages:
         stage_unet(args, out, log)
     if "export" in stages:

@@ -29,12 +29,14 @@ TINY = ["--corpus-n", "1000", "--n-train", "64", "--vae-steps", "2", "--vae-batc
 def test_f4_recipe_trains_resumes_and_exports_a_loadable_pipeline(tmp_path):
     out, export = tmp_path / "train", tmp_path / "model"
     recipe = ["--vae-factor", "4", "--latent-channels", "4", "--cross-attn-all", "--snr-gamma", "5",
-              "--oversample", "position:3,binding:2"]
+              "--oversample", "position:3,binding:2", "--text-init", "pretrained", "--text-steps", "3",
+              "--text-batch", "8", "--text-lr-scale", "0.1"]
     args = TINY + recipe + ["--out", str(out), "--export", str(export)]
     assert T.main(args + ["--stages", "data,vae,latents,unet"]) == 0
     # 16x16 latents, 4 channels: the f4 VAE.
     lat = __import__("torch").load(out / "latents.pt")
     assert tuple(lat["mean"].shape[1:]) == (4, 16, 16)
+    assert (out / "text_pretrained.pt").exists()  # the contrastive text stage ran before the UNet
     # Asking for more steps resumes from the checkpoint rather than starting over.
     assert T.main(args + ["--stages", "unet", "--unet-steps", "6"]) == 0
     assert "unet: resumed at step 4" in (out / "train.log").read_text()
