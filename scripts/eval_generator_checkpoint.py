@@ -77,9 +77,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-    from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     import train_builtin_generator as T
     from make_model_card import generate, load_prompts
     from bench.intervals import wilson as wilson_interval
@@ -91,17 +88,9 @@ def main(argv=None) -> int:
     if not (out / "args.json").exists():
         print(f"error: {out} has no args.json; pass a train_builtin_generator.py output folder", file=sys.stderr)
         return 2
-    targs = {**vars(T.parse_args([])), **json.loads((out / "args.json").read_text())}
-    targs = SimpleNamespace(**targs)
-    src = out / "unet_final.pt" if (out / "unet_final.pt").exists() else out / "unet_ckpt.pt"
-    state = torch.load(src, weights_only=False)
-    text = CLIPTextModel(CLIPTextConfig(**T.text_config(targs.text_hidden)))
-    text.load_state_dict(state["ema_text"])
-    unet = UNet2DConditionModel(**T.unet_config(targs))
-    unet.load_state_dict(state["ema_unet"])
-    vae = T.build_vae(targs)
-    vae.load_state_dict(torch.load(out / "vae_norm.pt"))
-    pipe = T.make_pipeline(vae.eval(), unet.eval(), text.eval(), T.build_tokenizer(out))
+    targs = SimpleNamespace(**{**vars(T.parse_args([])), **json.loads((out / "args.json").read_text())})
+    src, state, vae, unet, text = T.load_trained(targs, out)
+    pipe = T.make_pipeline(vae, unet, text, T.build_tokenizer(out))
     pipe.set_progress_bar_config(disable=True)
 
     by_cat: dict[str, list[dict]] = defaultdict(list)

@@ -150,7 +150,11 @@ def row_weights(out: Path, oversample: str):
 
     if not oversample:
         return None
-    factor = {k: float(v) for k, v in (item.split(":") for item in oversample.split(","))}
+    try:
+        factor = {k: float(v) for k, v in (item.split(":") for item in oversample.split(","))}
+    except ValueError:
+        raise SystemExit(f"error: --oversample {oversample!r} must be category:weight,... "
+                         "(e.g. position:2,binding:2)") from None
     cats = pd.read_parquet(out / "data" / "rows.parquet", columns=["category"])["category"]
     unknown = set(factor) - set(cats.unique())
     if unknown:
@@ -610,10 +614,9 @@ def stage_unet(args, out: Path, log: Log) -> None:
 
 # --------------------------------------------------------------------------- stage 5: export
 
-def stage_export(args, out: Path, log: Log, from_checkpoint: bool = False) -> Path:
-    import shutil
-    import tempfile
-
+def load_trained(args, out: Path, from_checkpoint: bool = False):
+    """(source file, its state, VAE, UNet, text encoder) with the EMA weights of ``unet_final.pt``,
+    or of the latest ``unet_ckpt.pt`` when asked or when training has not finished, in eval mode."""
     import torch
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -621,6 +624,8 @@ def stage_export(args, out: Path, log: Log, from_checkpoint: bool = False) -> Pa
     src = out / "unet_final.pt"
     if from_checkpoint or not src.exists():
         src = out / "unet_ckpt.pt"
+    if not src.exists():
+        raise SystemExit(f"error: {out} has no unet_final.pt or unet_ckpt.pt; run the 'unet' stage first")
     state = torch.load(src, weights_only=False)
     text = CLIPTextModel(CLIPTextConfig(**text_config(args.text_hidden)))
     text.load_state_dict(state["ema_text"])
@@ -628,9 +633,19 @@ def stage_export(args, out: Path, log: Log, from_checkpoint: bool = False) -> Pa
     unet.load_state_dict(state["ema_unet"])
     vae = build_vae(args)
     vae.load_state_dict(torch.load(out / "vae_norm.pt"))
+    return src, state, vae.eval(), unet.eval(), text.eval()
+
+
+def stage_export(args, out: Path, log: Log, from_checkpoint: bool = False) -> Path:
+    import shutil
+    import tempfile
+
+    import torch
+
+    src, state, vae, unet, text = load_trained(args, out, from_checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
         tok = build_tokenizer(Path(tmp))
-        pipe = make_pipeline(vae.eval(), unet.eval(), text.eval(), tok)
+        pipe = make_pipeline(vae, unet, text, tok)
         pipe.to(torch.float16)
         target = Path(args.export)
         stage = target.with_name("." + target.name + ".tmp")
