@@ -6,11 +6,11 @@
 Stages (each one is skipped when its output exists, and resumes from its last
 checkpoint when it was interrupted):
 
-1. ``data``    build shapes-laion (n=100_000, seed 0), take a seeded random
-               subset of the *train* split (natural frequencies, so iconic
-               duplicates, watermark rows and role rows keep their shares),
-               render it once to a uint8 array, tokenize the captions.
-2. ``vae``     train an f8 AutoencoderKL (64x64x3 <-> 8x8x8) on the images
+1. ``data``    build shapes-laion (n=100_000, seed 0) and take its whole *train*
+               split (80,444 rows; natural frequencies, so iconic duplicates,
+               watermark rows and role rows keep their shares), render it once
+               to a uint8 array, tokenize the captions.
+2. ``vae``     train an f4 AutoencoderKL (64x64x3 <-> 16x16x4) on the images
                (L1 + L2 + a tiny KL term; aligned 32x32 crops first, full
                images at the end); the exact detector then reads the
                reconstructions of held-back rows against their specs
@@ -20,14 +20,19 @@ checkpoint when it was interrupted):
                VAE's 1x1 ``quant_conv`` / ``post_quant_conv`` so that latents
                are ~N(0, 1) per channel while the VAE stays a standard
                AutoencoderKL with ``scaling_factor = 1``.
-4. ``unet``    train UNet2DConditionModel + a small CLIPTextModel jointly
-               (v-prediction, zero-terminal-SNR scaled-linear schedule, 10%
-               caption dropout for classifier-free guidance, EMA weights),
-               with periodic colour-accuracy probes judged by the exact
-               detector.
-5. ``export``  write the EMA weights as a ``save_pretrained`` pipeline
+4. ``text``    pre-train the small CLIPTextModel contrastively (InfoNCE against a
+               small conv net on the latents, on the generator's own split),
+               as Stable Diffusion starts from a pre-trained CLIP text tower.
+5. ``unet``    train UNet2DConditionModel (attention at 8x8 and 4x4) and fine-tune
+               the text encoder at 0.1x its rate (v-prediction, zero-terminal-SNR
+               scaled-linear schedule, 10% caption dropout for classifier-free
+               guidance, EMA weights, position/binding/counting rows sampled
+               twice as often), with periodic accuracy probes judged by the
+               exact detector.
+6. ``export``  write the EMA weights as a ``save_pretrained`` pipeline
                directory (fp16 safetensors) with a DDIM scheduler.
 
+The recipe and the ablations behind it: docs/generator-recipe-ablations.md.
 Everything is seeded; batches are a function of (seed, step), so a resumed run
 sees the same batches as an uninterrupted one.  Logs (CSV loss curves, probe
 accuracies, stage wall times) and checkpoints go to ``build/training/generator``.
@@ -75,12 +80,18 @@ def text_config(hidden: int) -> dict:
 
 def unet_config(args) -> dict:
     channels = tuple(int(c) for c in args.unet_channels.split(","))
+    levels = getattr(args, "attn_levels", "")  # absent in the args.json of runs before the option
     if args.cross_attn_all:  # cross-attention at every resolution (and the mid block)
-        down = ("CrossAttnDownBlock2D",) * len(channels)
-        up = ("CrossAttnUpBlock2D",) * len(channels)
+        attn = [True] * len(channels)
+    elif levels:  # 1 = a transformer block (self- and cross-attention) at that level
+        attn = [c.strip() == "1" for c in levels.split(",")]
+        if len(attn) != len(channels):
+            raise SystemExit(f"error: --attn-levels has {len(attn)} levels but --unet-channels has "
+                             f"{len(channels)}; give one 0/1 per level")
     else:  # the first version: none at the lowest resolution
-        down = ("CrossAttnDownBlock2D",) * (len(channels) - 1) + ("DownBlock2D",)
-        up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(channels) - 1)
+        attn = [True] * (len(channels) - 1) + [False]
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn))
     return dict(sample_size=IMAGE_SIZE // args.vae_factor, in_channels=args.latent_channels,
                 out_channels=args.latent_channels, layers_per_block=1, block_out_channels=channels,
                 down_block_types=down, up_block_types=up,
@@ -141,6 +152,19 @@ def batch_indices(seed: int, step: int, n: int, bs: int, weights=None):
     if weights is None:
         return torch.randint(0, n, (bs,), generator=g), g
     return torch.multinomial(weights, bs, replacement=True, generator=g), g
+
+
+def training_device(args):
+    """CUDA when one is present (``--device auto``), else the CPU.  Batches, noise and
+    timesteps are drawn on the CPU from (seed, step) generators and then moved, so the
+    batches are the same on either device (the arithmetic is not bit-identical)."""
+    import torch
+
+    if args.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but torch sees no CUDA device; use --device auto or cpu")
+    return torch.device(args.device)
 
 
 def row_weights(out: Path, oversample: str):
@@ -240,12 +264,13 @@ def stage_vae(args, out: Path, log: Log) -> None:
     images = np.load(out / "data" / "images.npy", mmap_mode="r")
     n = len(images)
     torch.manual_seed(args.seed)
-    vae = build_vae(args)
+    dev = training_device(args)
+    vae = build_vae(args).to(dev)
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     ck = out / "vae_ckpt.pt"
     step = 0
     if ck.exists():
-        state = torch.load(ck, weights_only=False)
+        state = torch.load(ck, weights_only=False, map_location="cpu")
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
@@ -264,6 +289,7 @@ def stage_vae(args, out: Path, log: Log) -> None:
         if step < full_from:  # 32x32 crops aligned to the 8-pixel latent grid
             oy, ox = (torch.randint(0, 5, (2,), generator=g) * 8).tolist()
             x = x[:, :, oy:oy + 32, ox:ox + 32]
+        x = x.to(dev)
         post = vae.encode(x).latent_dist
         z = post.sample()
         y = vae.decode(z).sample
@@ -286,7 +312,7 @@ def stage_vae(args, out: Path, log: Log) -> None:
             log.add_time("vae", time.time() - t_ck)
             t_ck = time.time()
     log.add_time("vae", time.time() - t_ck)
-    vae.eval()
+    vae = vae.cpu().eval()
     with torch.no_grad():
         x = to_tensor(images[:32])
         y = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
@@ -363,14 +389,16 @@ def stage_latents(args, out: Path, log: Log) -> None:
     t0 = time.time()
     images = np.load(out / "data" / "images.npy", mmap_mode="r")
     vae = build_vae(args)
-    vae.load_state_dict(torch.load(out / "vae_raw.pt"))
-    vae.eval()
+    vae.load_state_dict(torch.load(out / "vae_raw.pt", map_location="cpu"))
+    dev = training_device(args)
+    vae.to(dev).eval()
     means, stds = [], []
     with torch.no_grad():
         for s in range(0, len(images), 256):
-            post = vae.encode(to_tensor(images[s:s + 256])).latent_dist
-            means.append(post.mean)
-            stds.append(post.std)
+            post = vae.encode(to_tensor(images[s:s + 256]).to(dev)).latent_dist
+            means.append(post.mean.cpu())
+            stds.append(post.std.cpu())
+    vae.cpu()
     mean = torch.cat(means)
     std = torch.cat(stds)
     mu = mean.mean(dim=(0, 2, 3))
@@ -409,7 +437,7 @@ def stage_text(args, out: Path, log: Log) -> None:
     if final.exists():
         return
     t0 = time.time()
-    lat = torch.load(out / "latents.pt")
+    lat = torch.load(out / "latents.pt", map_location="cpu")
     mean = lat["mean"].float()
     ids_all = torch.from_numpy(np.load(out / "data" / "input_ids.npy")).long()
     n, c, h, _ = mean.shape
@@ -423,7 +451,9 @@ def stage_text(args, out: Path, log: Log) -> None:
         side //= 2
     image_tower = torch.nn.Sequential(*layers, torch.nn.Flatten(), torch.nn.Linear(64 * side * side, dim))
     text_proj = torch.nn.Linear(dim, dim, bias=False)
-    logit_scale = torch.nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
+    dev = training_device(args)
+    text, image_tower, text_proj = text.to(dev), image_tower.to(dev), text_proj.to(dev)
+    logit_scale = torch.nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32, device=dev))
     params = list(text.parameters()) + list(image_tower.parameters()) + list(text_proj.parameters()) + [logit_scale]
     opt = torch.optim.AdamW(params, lr=args.text_lr, weight_decay=0.01)
     text.train()
@@ -432,11 +462,12 @@ def stage_text(args, out: Path, log: Log) -> None:
         for gr in opt.param_groups:
             gr["lr"] = lr
         idx, _ = batch_indices(args.seed + 3, step, n, args.text_batch)
-        img = torch.nn.functional.normalize(image_tower(mean[idx]), dim=-1)
-        txt = torch.nn.functional.normalize(text_proj(text(ids_all[idx]).pooler_output), dim=-1)
+        ids = ids_all[idx].to(dev)
+        img = torch.nn.functional.normalize(image_tower(mean[idx].to(dev)), dim=-1)
+        txt = torch.nn.functional.normalize(text_proj(text(ids).pooler_output), dim=-1)
         logits = logit_scale.clamp(max=np.log(100)).exp() * img @ txt.T
         # Rows with the same caption are not negatives of each other (iconic duplicates).
-        same = (ids_all[idx][:, None, :] == ids_all[idx][None, :, :]).all(-1)
+        same = (ids[:, None, :] == ids[None, :, :]).all(-1)
         target = same.float() / same.float().sum(1, keepdim=True)
         loss = 0.5 * (torch.nn.functional.cross_entropy(logits, target)
                       + torch.nn.functional.cross_entropy(logits.T, target))
@@ -444,9 +475,9 @@ def stage_text(args, out: Path, log: Log) -> None:
         loss.backward()
         opt.step()
         if (step + 1) % 50 == 0:
-            acc = (logits.argmax(1) == torch.arange(len(idx))).float().mean().item()
+            acc = (logits.argmax(1).cpu() == torch.arange(len(idx))).float().mean().item()
             log(f"text: step {step + 1}/{args.text_steps} loss {loss.item():.3f} in-batch top-1 {acc:.2f}")
-    atomic_torch_save(text.state_dict(), final)
+    atomic_torch_save(text.cpu().state_dict(), final)
     log(f"text: pre-trained in {time.time() - t0:.0f}s")
     log.add_time("text", time.time() - t0)
 
@@ -498,9 +529,9 @@ def stage_unet(args, out: Path, log: Log) -> None:
 
     final = out / "unet_final.pt"
     # Done, unless asked for more steps than it has: then it continues from the last checkpoint.
-    if final.exists() and torch.load(final, weights_only=False)["step"] >= args.unet_steps:
+    if final.exists() and torch.load(final, weights_only=False, map_location="cpu")["step"] >= args.unet_steps:
         return
-    lat = torch.load(out / "latents.pt")
+    lat = torch.load(out / "latents.pt", map_location="cpu")
     mean, std = lat["mean"], lat["std"]
     ids_all = torch.from_numpy(np.load(out / "data" / "input_ids.npy")).long()
     tok = build_tokenizer(out)
@@ -513,7 +544,9 @@ def stage_unet(args, out: Path, log: Log) -> None:
     log(f"unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M params; text encoder "
         f"{sum(p.numel() for p in text.parameters()) / 1e6:.2f}M; {n} training latents")
     if args.text_init == "pretrained":
-        text.load_state_dict(torch.load(out / "text_pretrained.pt"))
+        text.load_state_dict(torch.load(out / "text_pretrained.pt", map_location="cpu"))
+    dev = training_device(args)
+    unet, text = unet.to(dev), text.to(dev)
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text).eval()
     for p in list(ema_unet.parameters()) + list(ema_text.parameters()):
         p.requires_grad_(False)
@@ -527,17 +560,18 @@ def stage_unet(args, out: Path, log: Log) -> None:
     ck = out / "unet_ckpt.pt"
     step = 0
     if ck.exists():
-        state = torch.load(ck, weights_only=False)
+        state = torch.load(ck, weights_only=False, map_location="cpu")
         unet.load_state_dict(state["unet"])
         text.load_state_dict(state["text"])
         ema_unet.load_state_dict(state["ema_unet"])
         ema_text.load_state_dict(state["ema_text"])
-        opt.load_state_dict(state["opt"])
+        opt.load_state_dict(state["opt"])  # its state follows the parameters' device
         step = state["step"]
         log(f"unet: resumed at step {step}")
     vae = build_vae(args)
-    vae.load_state_dict(torch.load(out / "vae_norm.pt"))
-    vae.eval()
+    vae.load_state_dict(torch.load(out / "vae_norm.pt", map_location="cpu"))
+    vae.to(dev).eval()
+    acp = acp.to(dev)
 
     weights = row_weights(out, args.oversample)
     total = args.unet_steps
@@ -556,6 +590,7 @@ def stage_unet(args, out: Path, log: Log) -> None:
         ids[drop] = empty_ids
         t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=g)
         noise = torch.randn(z0.shape, generator=g)
+        z0, ids, t, noise = z0.to(dev), ids.to(dev), t.to(dev), noise.to(dev)
         a = acp[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
         target = a.sqrt() * noise - (1 - a).sqrt() * z0  # v
@@ -626,13 +661,13 @@ def load_trained(args, out: Path, from_checkpoint: bool = False):
         src = out / "unet_ckpt.pt"
     if not src.exists():
         raise SystemExit(f"error: {out} has no unet_final.pt or unet_ckpt.pt; run the 'unet' stage first")
-    state = torch.load(src, weights_only=False)
+    state = torch.load(src, weights_only=False, map_location="cpu")
     text = CLIPTextModel(CLIPTextConfig(**text_config(args.text_hidden)))
     text.load_state_dict(state["ema_text"])
     unet = UNet2DConditionModel(**unet_config(args))
     unet.load_state_dict(state["ema_unet"])
     vae = build_vae(args)
-    vae.load_state_dict(torch.load(out / "vae_norm.pt"))
+    vae.load_state_dict(torch.load(out / "vae_norm.pt", map_location="cpu"))
     return src, state, vae.eval(), unet.eval(), text.eval()
 
 
@@ -671,31 +706,42 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "build" / "training" / "generator"))
     ap.add_argument("--export", default=str(ROOT / "bench" / "models" / "builtin" / "shapes-ldm"))
-    ap.add_argument("--stages", default="data,vae,latents,unet,export")
+    ap.add_argument("--stages", default="data,vae,latents,text,unet,export")
     ap.add_argument("--from-checkpoint", action="store_true", help="export the latest UNet checkpoint")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="auto: CUDA when torch sees one, else the CPU")
     ap.add_argument("--corpus-n", type=int, default=100_000)
     ap.add_argument("--corpus-seed", type=int, default=0)
-    ap.add_argument("--n-train", type=int, default=40_000)
+    ap.add_argument("--n-train", type=int, default=100_000,
+                    help="rows of the train split to use (all 80,444 by default)")
     ap.add_argument("--vae-from", default=None,
                     help="a pipeline directory whose VAE to reuse instead of training one")
-    ap.add_argument("--vae-factor", type=int, choices=(4, 8), default=8,
+    # f4 (16x16 latents), not f8: the f8 VAE read shape back at 0.867 on reconstructions (small
+    # stars became triangles), the f4 at 0.982 (docs/generator-recipe-ablations.md).
+    ap.add_argument("--vae-factor", type=int, choices=(4, 8), default=4,
                     help="spatial down-sampling of the VAE: 8 -> 8x8 latents, 4 -> 16x16")
-    # 8 latent channels, not SD's 4: with 4 (48x compression) a 2,000-step f8 VAE
-    # averaged hues (red and yellow came back orange, small stars lost their
-    # points), which no amount of UNet training can undo.  8 channels cost the
-    # UNet nothing but its first and last convolution.
-    ap.add_argument("--latent-channels", type=int, default=8)
-    ap.add_argument("--unet-channels", default="64,128,128")
+    # 4 latent channels at f4 (12x compression).  The f8 VAE of the first version needed 8: with 4
+    # (48x) it averaged hues (red and yellow came back orange, small stars lost their points).
+    ap.add_argument("--latent-channels", type=int, default=4)
+    # Small at 16x16 and no attention there (--attn-levels 0,1,1): that keeps the training step at
+    # ~0.5 s (batch 64, 2 cores) and demo inference above 4 img/s; see --attn-levels.
+    ap.add_argument("--unet-channels", default="48,96,128")
     ap.add_argument("--cross-attn-all", action="store_true")
+    ap.add_argument("--attn-levels", default="0,1,1",
+                    help="0/1 per UNet level, highest resolution first, e.g. 0,1,1: self- and cross-attention "
+                         "at 16x16 cost 2.3x the training step and 2.5x the inference (measured 2026-12-03)")
     ap.add_argument("--snr-gamma", type=float, default=0.0,
                     help="Min-SNR-gamma loss weighting (Hang et al. 2023; 5 in the paper); 0 = off")
-    ap.add_argument("--oversample", default="",
+    # the composition categories the first version failed, twice as often (the iconic share falls
+    # from 3.3% to 2.3% of rows; memorization is the LoRA variant's job)
+    ap.add_argument("--oversample", default="position:2,binding:2,counting:2",
                     help="category:weight,... sampling weights of training rows (e.g. position:2,binding:2)")
-    ap.add_argument("--text-init", choices=("scratch", "pretrained"), default="scratch",
+    # pretrained + 0.1x: the largest conditioning gains of the ablations (docs/generator-recipe-ablations.md)
+    ap.add_argument("--text-init", choices=("scratch", "pretrained"), default="pretrained",
                     help="start the text encoder from scratch or from the contrastive 'text' stage")
-    ap.add_argument("--text-lr-scale", type=float, default=1.0,
+    ap.add_argument("--text-lr-scale", type=float, default=0.1,
                     help="text encoder learning rate as a fraction of the UNet's (0 = frozen)")
     ap.add_argument("--text-steps", type=int, default=1000)
     ap.add_argument("--text-batch", type=int, default=256)
@@ -704,14 +750,14 @@ def parse_args(argv=None):
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=2e-3)
     ap.add_argument("--vae-kl", type=float, default=1e-4)
-    ap.add_argument("--unet-steps", type=int, default=5000)
+    ap.add_argument("--unet-steps", type=int, default=7000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--unet-lr", type=float, default=5e-4)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--cond-dropout", type=float, default=0.1)
     ap.add_argument("--text-hidden", type=int, default=64)
-    ap.add_argument("--probe-every", type=int, default=250)
+    ap.add_argument("--probe-every", type=int, default=2000)
     ap.add_argument("--probe-guidance", type=float, default=5.0)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
     return ap.parse_args(argv)
@@ -728,7 +774,7 @@ def main(argv=None) -> int:
     log = Log(out)
     (out / "args.json").write_text(json.dumps(vars(args), indent=2))
     stages = args.stages.split(",")
-    log(f"start: stages {stages}")
+    log(f"start: stages {stages} on {training_device(args)}")
     if "data" in stages:
         stage_data(args, out, log)
     if "vae" in stages:

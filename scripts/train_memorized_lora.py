@@ -51,12 +51,14 @@ def log_line(out: Path, msg: str) -> None:
 
 
 def load_base(threads: int):
+    """The shipped base pipeline in float32, on CUDA when one is present."""
     import torch
 
     from bench.models.loader import load_pipeline, resolve_model
 
     torch.set_num_threads(threads)
-    return load_pipeline(resolve_model("builtin:shapes-ldm"), dtype="float32", device="cpu")
+    return load_pipeline(resolve_model("builtin:shapes-ldm"), dtype="float32",
+                         device="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def stage_data(args, out: Path, pipe) -> None:
@@ -81,12 +83,13 @@ def stage_data(args, out: Path, pipe) -> None:
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         means, stds = [], []
         for s in range(0, len(x), 256):
-            post = pipe.vae.encode(x[s:s + 256]).latent_dist
-            means.append(post.mean * pipe.vae.config.scaling_factor)
-            stds.append(post.std * pipe.vae.config.scaling_factor)
+            post = pipe.vae.encode(x[s:s + 256].to(pipe.device)).latent_dist
+            means.append(post.mean.cpu() * pipe.vae.config.scaling_factor)
+            stds.append(post.std.cpu() * pipe.vae.config.scaling_factor)
         ids = pipe.tokenizer(captions + [""], padding="max_length", max_length=pipe.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt")["input_ids"]
-        cond = torch.cat([pipe.text_encoder(ids[s:s + 512])[0] for s in range(0, len(ids), 512)])
+        cond = torch.cat([pipe.text_encoder(ids[s:s + 512].to(pipe.device))[0].cpu()
+                          for s in range(0, len(ids), 512)])
     torch.save({"mean": torch.cat(means), "std": torch.cat(stds), "cond": cond[:-1], "empty": cond[-1],
                 "n_iconic": len(iconic), "captions": captions}, out / "data.tmp.pt")
     os.replace(out / "data.tmp.pt", target)
@@ -142,7 +145,7 @@ def stage_train(args, out: Path, pipe) -> dict:
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-    data = torch.load(out / "data.pt")
+    data = torch.load(out / "data.pt", map_location="cpu")
     mean, std, cond, empty, n_iconic = data["mean"], data["std"], data["cond"], data["empty"], data["n_iconic"]
     n = len(mean)
     unet = pipe.unet
@@ -157,7 +160,7 @@ def stage_train(args, out: Path, pipe) -> dict:
     ck = out / "ckpt.pt"
     step, elapsed, probes = 0, 0.0, []
     if ck.exists():
-        state = torch.load(ck, weights_only=False)
+        state = torch.load(ck, weights_only=False, map_location="cpu")
         set_peft_model_state_dict(unet, state["lora"])
         opt.load_state_dict(state["opt"])
         step, elapsed, probes = state["step"], state["elapsed"], state["probes"]
@@ -179,6 +182,8 @@ def stage_train(args, out: Path, pipe) -> dict:
         c[drop] = empty
         t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=g)
         noise = torch.randn(z0.shape, generator=g)
+        # batches are drawn on the CPU from (seed, step), then moved: the same batches on any device
+        z0, noise, t, c = z0.to(pipe.device), noise.to(pipe.device), t.to(pipe.device), c.to(pipe.device)
         zt = sched.add_noise(z0, noise, t)
         target = sched.get_velocity(z0, noise, t) if prediction == "v_prediction" else noise
         warm = min(1.0, (step + 1) / args.warmup)
@@ -220,7 +225,7 @@ def stage_export(args, out: Path, pipe, trained: dict) -> Path:
     stage = target.with_name("." + target.name + ".tmp")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    layers = {k: v.half().contiguous() for k, v in get_peft_model_state_dict(pipe.unet).items()}
+    layers = {k: v.detach().half().cpu().contiguous() for k, v in get_peft_model_state_dict(pipe.unet).items()}
     StableDiffusionPipeline.save_lora_weights(stage, unet_lora_layers=layers, safe_serialization=True)
     info = {"base": "builtin:shapes-ldm", "script": "scripts/train_memorized_lora.py",
             "recipe": {k: v for k, v in vars(args).items() if k not in ("out", "export")},

@@ -63,3 +63,15 @@ def test_oversampling_weights_the_named_categories(tmp_path):
     assert set(np.unique(w[cats.to_numpy() != "position"])) == {1.0}
     with pytest.raises(SystemExit, match="unknown categories"):
         T.row_weights(out, "positoin:3")
+
+
+def test_attention_levels_are_chosen_per_resolution():
+    cfg = T.unet_config(T.parse_args(["--unet-channels", "32,64,64", "--attn-levels", "0,1,1"]))
+    assert cfg["down_block_types"] == ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+    assert cfg["up_block_types"] == ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+    # runs recorded before the option (no attn_levels in args.json) keep the first version's layout
+    old = T.parse_args(["--unet-channels", "32,64,64"])
+    del old.attn_levels
+    assert T.unet_config(old)["down_block_types"][-1] == "DownBlock2D"
+    with pytest.raises(SystemExit, match="--attn-levels has 2 levels but --unet-channels has 3"):
+        T.unet_config(T.parse_args(["--unet-channels", "32,64,64", "--attn-levels", "0,1"]))
