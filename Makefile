@@ -58,6 +58,7 @@ demo: $(STAMP)
 builtin-models: $(STAMP)
 	$(BIN)/python scripts/train_builtin_generator.py
 	$(BIN)/python scripts/train_memorized_lora.py
+	$(BIN)/python scripts/train_watermark_head.py
 	$(BIN)/python scripts/train_evaluator_clip.py
 	$(BIN)/python scripts/make_model_card.py
 

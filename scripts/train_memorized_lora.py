@@ -283,7 +283,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--cond-dropout", type=float, default=0.1)
     ap.add_argument("--guidance", type=float, default=7.5)
-    ap.add_argument("--probe-every", type=int, default=200)
+    ap.add_argument("--probe-every", type=int, default=500)
     ap.add_argument("--probe-seeds", type=int, default=4)
     ap.add_argument("--probe-fresh", type=int, default=48)
     ap.add_argument("--probe-steps", type=int, default=20)
